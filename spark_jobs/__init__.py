@@ -1,0 +1,1 @@
+"""PySpark jobs that EMR steps run with spark-submit (each file also runs with plain `python`)."""

@@ -1,0 +1,24 @@
+"""What every Spark job shares: the session settings the transformations rely on."""
+
+from __future__ import annotations
+
+from pyspark.sql import SparkSession
+
+# Every timestamp in the lake is UTC; CORRECTED makes a non-matching pattern yield null instead of
+# raising, which lets jobs try several formats with coalesce(); dynamic overwrite replaces only the
+# partitions a run writes.
+SESSION_CONF = {
+    "spark.sql.session.timeZone": "UTC",
+    "spark.sql.legacy.timeParserPolicy": "CORRECTED",
+    "spark.sql.sources.partitionOverwriteMode": "dynamic",
+    "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",
+}
+
+
+def build_spark_session(app_name: str, master: str | None = None, extra_conf: dict | None = None) -> SparkSession:
+    builder = SparkSession.builder.appName(app_name)
+    if master:
+        builder = builder.master(master)
+    for key, value in {**SESSION_CONF, **(extra_conf or {})}.items():
+        builder = builder.config(key, value)
+    return builder.getOrCreate()

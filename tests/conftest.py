@@ -1,0 +1,49 @@
+"""Shared test fixtures: one SparkSession per test session, an isolated Airflow home, the JHU mirror."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+JHU_MIRROR = (REPO_ROOT.parent / "shared" / "data" / "jhu" / "daily_reports").resolve()
+
+# Airflow reads its configuration at import time, so the isolated home must exist before any test
+# module imports airflow. Tests never touch ~/airflow.
+_AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="covid19-lake-airflow-"))
+os.environ.setdefault("AIRFLOW_HOME", str(_AIRFLOW_HOME))
+os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
+os.environ.setdefault("AIRFLOW__CORE__DAGS_FOLDER", str(REPO_ROOT / "dags"))
+os.environ.setdefault("AIRFLOW__CORE__PLUGINS_FOLDER", str(REPO_ROOT / "plugins"))
+os.environ.setdefault("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", f"sqlite:///{_AIRFLOW_HOME}/airflow.db")
+os.environ.setdefault("AIRFLOW__CORE__UNIT_TEST_MODE", "True")
+# No test may reach real AWS: fake credentials and a region, endpoints set per fixture.
+os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
+os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
+os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+os.environ.pop("AWS_PROFILE", None)
+
+
+@pytest.fixture(scope="session")
+def jhu_mirror() -> Path:
+    """The offline mirror of JHU's daily reports in ../shared (read only, never copied)."""
+    if not JHU_MIRROR.is_dir():
+        pytest.fail(f"JHU mirror not found at {JHU_MIRROR}: ../shared must sit beside the repository")
+    return JHU_MIRROR
+
+
+@pytest.fixture(scope="session")
+def spark():
+    """The one SparkSession of the test session, configured as the jobs configure theirs."""
+    from spark_jobs.common import build_spark_session
+
+    session = build_spark_session("covid19-lake-tests", master="local[2]", extra_conf={
+        "spark.sql.shuffle.partitions": "4",
+        "spark.ui.enabled": "false",
+        "spark.driver.memory": "1g",
+    })
+    yield session
+    session.stop()
