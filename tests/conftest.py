@@ -38,7 +38,7 @@ def jhu_mirror() -> Path:
 @pytest.fixture(scope="session")
 def spark():
     """The one SparkSession of the test session, configured as the jobs configure theirs."""
-    from spark_jobs.common import build_spark_session
+    from spark_common import build_spark_session
 
     session = build_spark_session("covid19-lake-tests", master="local[2]", extra_conf={
         "spark.sql.shuffle.partitions": "4",

@@ -1,4 +1,8 @@
-"""What every Spark job shares: the session settings the transformations rely on."""
+"""What every Spark job shares: the session settings the transformations rely on.
+
+Jobs import this module flat (`from spark_common import ...`): spark-submit puts the script's own folder
+on sys.path locally, and EMR steps ship it with `--py-files`, so a job runs the same in both places.
+"""
 
 from __future__ import annotations
 
