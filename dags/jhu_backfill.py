@@ -1,0 +1,78 @@
+"""Backfill JHU daily reports for a date range: land what's missing in parallel, ONE EMR step.
+
+Trigger it from the UI form (start_date, end_date) or the CLI:
+    airflow dags trigger jhu_backfill -c '{"start_date": "2020-03-01", "end_date": "2020-03-31"}'
+Dates already COMPLETED in the job table are skipped unless `force` is set.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+
+from airflow.sdk import DAG, Param, chain, task
+from airflow.sdk.exceptions import AirflowFailException
+
+from covid19_lake import jhu, jhu_source
+from covid19_lake.assets import JHU_DAILY_REPORTS
+from covid19_lake.config import JHU_FIRST_DATE, JHU_LAST_DATE, LakeConfig
+from covid19_lake.dag_defaults import DEFAULT_ARGS
+from covid19_lake.spark_pipeline import emr_spark_job
+
+LAND_BATCH = 50
+
+with DAG(
+    dag_id="jhu_backfill",
+    description="Land and process a range of JHU daily reports in one EMR step",
+    schedule=None,
+    catchup=False,
+    max_active_runs=1,
+    default_args=DEFAULT_ARGS,
+    params={
+        "start_date": Param(JHU_FIRST_DATE.isoformat(), type="string", format="date",
+                            description="First report date (inclusive)"),
+        "end_date": Param(JHU_FIRST_DATE.isoformat(), type="string", format="date",
+                          description="Last report date (inclusive)"),
+        "force": Param(False, type="boolean", description="Reprocess dates that are already COMPLETED"),
+        "refresh": Param(False, type="boolean", description="Download files again even if already landed"),
+    },
+    tags=["covid19", "jhu", "emr", "backfill"],
+    doc_md=__doc__,
+) as dag:
+
+    @task
+    def plan_batches(**context) -> list[list[str]]:
+        params = context["params"]
+        start, end = date.fromisoformat(params["start_date"]), date.fromisoformat(params["end_date"])
+        if start < JHU_FIRST_DATE or end > JHU_LAST_DATE:
+            raise AirflowFailException(
+                f"JHU published daily reports from {JHU_FIRST_DATE} to {JHU_LAST_DATE}; asked {start}..{end}"
+            )
+        try:
+            days = [d.isoformat() for d in jhu_source.date_range(start, end)]
+        except ValueError as error:
+            raise AirflowFailException(str(error)) from error
+        return [days[i:i + LAND_BATCH] for i in range(0, len(days), LAND_BATCH)]
+
+    @task
+    def land_batch(days: list[str], **context) -> dict[str, list[str]]:
+        results = jhu.land_many(LakeConfig.load(), [date.fromisoformat(d) for d in days],
+                                refresh=bool(context["params"]["refresh"]))
+        outcome: dict[str, list[str]] = {"landed": [], "present": [], "not_published": []}
+        for result in results:
+            outcome[result.status].append(result.report_date)
+        return outcome
+
+    @task
+    def landed_dates(outcomes: list[dict[str, list[str]]]) -> list[str]:
+        return sorted(d for o in outcomes for d in o["landed"] + o["present"])
+
+    @task
+    def check_unpublished(outcomes: list[dict[str, list[str]]]) -> None:
+        missing = sorted(d for o in outcomes for d in o["not_published"])
+        if missing:
+            raise AirflowFailException(f"{len(missing)} dates are not published at the source: {missing}")
+
+    outcomes = land_batch.expand(days=plan_batches())
+    landed = landed_dates(outcomes)
+    chain(landed, emr_spark_job(jhu.SPARK_JOB, landed, outlets=[JHU_DAILY_REPORTS]))
+    check_unpublished(outcomes)

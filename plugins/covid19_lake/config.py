@@ -1,0 +1,116 @@
+"""Configuration: what differs between AWS and the local stack, and nothing else.
+
+Two kinds of settings:
+- run-time settings live in one Airflow Variable, ``covid19_lake`` (JSON), read only inside tasks, so
+  parsing a DAG file never touches the metadata database or the network. On MWAA the Variable comes
+  from Secrets Manager or the UI; locally from ``AIRFLOW_VAR_COVID19_LAKE``.
+- parse-time settings (schedules, sensor intervals) come from ``COVID19_LAKE_*`` environment
+  variables, because Airflow needs them while building the DAG object.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field, fields
+from datetime import date
+from typing import Any
+
+VARIABLE_KEY = "covid19_lake"
+JHU_GITHUB_URL = (
+    "https://raw.githubusercontent.com/CSSEGISandData/COVID-19/master/"
+    "csse_covid_19_data/csse_covid_19_daily_reports"
+)
+JHU_FIRST_DATE = date(2020, 1, 22)
+JHU_LAST_DATE = date(2023, 3, 10)
+
+# A transient cluster like the long-running one: EMR 7.x (Spark 3.5, Python 3.11).
+DEFAULT_JOB_FLOW_OVERRIDES: dict[str, Any] = {
+    "Name": "covid19-lake-transient",
+    "ReleaseLabel": "emr-7.9.0",
+    "Applications": [{"Name": "Spark"}],
+    "Instances": {
+        "InstanceGroups": [
+            {"Name": "Primary", "Market": "ON_DEMAND", "InstanceRole": "MASTER",
+             "InstanceType": "m6g.xlarge", "InstanceCount": 1},
+            {"Name": "Core", "Market": "ON_DEMAND", "InstanceRole": "CORE",
+             "InstanceType": "m6g.xlarge", "InstanceCount": 2},
+        ],
+        "KeepJobFlowAliveWhenNoSteps": True,
+        "TerminationProtected": False,
+    },
+    "JobFlowRole": "covid19-lake-emr-instance-profile",
+    "ServiceRole": "covid19-lake-emr-service-role",
+    "VisibleToAllUsers": True,
+}
+
+
+@dataclass(frozen=True)
+class LakeConfig:
+    """Run-time settings (the ``covid19_lake`` Variable merged over these defaults)."""
+
+    lake_uri: str
+    spark_jobs_uri: str
+    jhu_source_url: str = JHU_GITHUB_URL
+    jhu_publish_window_hours: int = 48
+    emr_cluster_mode: str = "existing"  # "existing": find by name; "transient": create, then terminate
+    emr_cluster_name: str = "covid19-lake"
+    emr_job_flow_overrides: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_JOB_FLOW_OVERRIDES))
+    spark_deploy_mode: str = "cluster"
+    job_table: str = "covid19-lake-jobs"
+    glue_database: str = "covid19"
+    claim_timeout_minutes: int = 30
+    aws_conn_id: str = "aws_default"
+    land_parallelism: int = 16
+
+    def __post_init__(self) -> None:
+        if self.emr_cluster_mode not in ("existing", "transient"):
+            raise ValueError(
+                f"{VARIABLE_KEY}.emr_cluster_mode must be 'existing' or 'transient', got {self.emr_cluster_mode!r}"
+            )
+
+    @classmethod
+    def from_mapping(cls, values: dict[str, Any]) -> LakeConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"Unknown keys in Airflow Variable {VARIABLE_KEY!r}: {unknown}; known: {sorted(known)}")
+        missing = [name for name in ("lake_uri", "spark_jobs_uri") if not values.get(name)]
+        if missing:
+            raise ValueError(f"Airflow Variable {VARIABLE_KEY!r} must set {missing}")
+        return cls(**values)
+
+    @classmethod
+    def load(cls) -> LakeConfig:
+        """Read the Variable; only call this inside a running task."""
+        from airflow.sdk import Variable
+
+        raw = Variable.get(VARIABLE_KEY, default=None)
+        if raw is None:
+            raise ValueError(
+                f"Airflow Variable {VARIABLE_KEY!r} is not set: it needs at least lake_uri and spark_jobs_uri "
+                "(see docs/configuration.md)"
+            )
+        return cls.from_mapping(json.loads(raw) if isinstance(raw, str) else dict(raw))
+
+
+@dataclass(frozen=True)
+class ParseTimeSettings:
+    """Settings Airflow needs while parsing DAG files: environment only, no I/O."""
+
+    sensor_poke_seconds: float = 60.0
+    sensor_mode: str = "reschedule"
+    jhu_end_date: date = JHU_LAST_DATE
+    land_retry_minutes: float = 30.0
+    tweets_ingest_schedule: str = "*/15 * * * *"
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> ParseTimeSettings:
+        env = os.environ if env is None else env
+        return cls(
+            sensor_poke_seconds=float(env.get("COVID19_LAKE_SENSOR_POKE_SECONDS", cls.sensor_poke_seconds)),
+            sensor_mode=env.get("COVID19_LAKE_SENSOR_MODE", cls.sensor_mode),
+            jhu_end_date=date.fromisoformat(env.get("COVID19_LAKE_JHU_END_DATE", JHU_LAST_DATE.isoformat())),
+            land_retry_minutes=float(env.get("COVID19_LAKE_LAND_RETRY_MINUTES", cls.land_retry_minutes)),
+            tweets_ingest_schedule=env.get("COVID19_LAKE_TWEETS_INGEST_SCHEDULE", cls.tweets_ingest_schedule),
+        )

@@ -1,0 +1,222 @@
+"""The DynamoDB job table: one record per (job_date, job_name), its status and attempt history.
+
+Its stream (NEW_AND_OLD_IMAGES) drives the notifier, so every write here is deliberate: a status
+changes only when a job's fate changes, and a write that would repeat a status is refused by a
+condition instead of being sent again.
+
+Duplicate prevention: a date is *claimed* with a conditional write before its EMR step is added.
+A second run cannot claim a date while the step recorded for it is really PENDING or RUNNING (asked
+of EMR, so a dead step never blocks forever); a claim that never got a step expires after a timeout.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+log = logging.getLogger(__name__)
+
+SUBMITTED, RUNNING, COMPLETED, FAILED = "SUBMITTED", "RUNNING", "COMPLETED", "FAILED"
+IN_FLIGHT = (SUBMITTED, RUNNING)
+ACTIVE_STEP_STATES = frozenset({"PENDING", "RUNNING", "CANCEL_PENDING"})
+
+StepStateLookup = Callable[[str, str], str | None]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def parse_iso(value: str) -> datetime:
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """Who is writing: the Airflow run and try."""
+
+    dag_id: str
+    run_id: str
+    try_number: int = 1
+
+
+@dataclass(frozen=True)
+class Decision:
+    action: str  # "claim" | "resume" | "skip" | "refuse"
+    reason: str
+
+
+def decide(
+    item: dict[str, Any] | None,
+    run: RunInfo,
+    *,
+    force: bool,
+    now: datetime,
+    claim_timeout: timedelta,
+    step_state: StepStateLookup,
+) -> Decision:
+    """What a run may do with a date, given the date's current record. Pure apart from step_state."""
+    if item is None:
+        return Decision("claim", "no record yet")
+    status = item.get("status")
+    same_run = item.get("run_id") == run.run_id
+    if status in IN_FLIGHT:
+        step_id, cluster_id = item.get("step_id"), item.get("cluster_id")
+        if step_id and cluster_id:
+            state = step_state(cluster_id, step_id)
+            if same_run and state in (ACTIVE_STEP_STATES | {"COMPLETED"}):
+                return Decision("resume", f"this run's step {step_id} is {state}")
+            if state in ACTIVE_STEP_STATES:
+                return Decision(
+                    "refuse", f"step {step_id} on {cluster_id} is {state} for run {item.get('run_id')}"
+                )
+            return Decision("claim", f"previous step {step_id} ended {state or 'unknown'}")
+        if same_run:
+            return Decision("resume", "this run claimed it and has not added its step yet")
+        submitted = item.get("submitted_at")
+        if submitted and now - parse_iso(submitted) < claim_timeout:
+            return Decision(
+                "refuse", f"claimed by run {item.get('run_id')} at {submitted}, step not added yet"
+            )
+        return Decision("claim", f"claim by run {item.get('run_id')} expired without a step")
+    if status == COMPLETED and not force:
+        return Decision("skip", f"completed by run {item.get('run_id')}; trigger with force to redo")
+    return Decision("claim", f"previous status {status}")
+
+
+def _number(value: float | int | None) -> Decimal | None:
+    return None if value is None else Decimal(str(round(float(value), 3)))
+
+
+class JobTable:
+    """Reads and conditional writes of job records, through the amazon provider's DynamoDBHook."""
+
+    def __init__(self, table_name: str, aws_conn_id: str = "aws_default") -> None:
+        from airflow.providers.amazon.aws.hooks.dynamodb import DynamoDBHook
+
+        self.table_name = table_name
+        self._table = DynamoDBHook(aws_conn_id=aws_conn_id, table_name=table_name).get_conn().Table(table_name)
+
+    def get(self, job_date: str, job_name: str) -> dict[str, Any] | None:
+        return self._table.get_item(Key={"job_date": job_date, "job_name": job_name}, ConsistentRead=True).get(
+            "Item"
+        )
+
+    def _put_if_unchanged(self, new_item: dict[str, Any], old_item: dict[str, Any] | None) -> bool:
+        """Optimistic concurrency: write only if nobody wrote since we read."""
+        if old_item is None:
+            condition, values = "attribute_not_exists(job_date)", {}
+        else:
+            condition, values = "#v = :v", {":v": old_item["version"]}
+        kwargs: dict[str, Any] = {"Item": {k: v for k, v in new_item.items() if v is not None},
+                                  "ConditionExpression": condition}
+        if values:
+            kwargs["ExpressionAttributeNames"] = {"#v": "version"}
+            kwargs["ExpressionAttributeValues"] = values
+        try:
+            self._table.put_item(**kwargs)
+        except ClientError as error:
+            if error.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
+    def claim(
+        self,
+        job_date: str,
+        job_name: str,
+        run: RunInfo,
+        *,
+        cluster_id: str,
+        force: bool,
+        claim_timeout: timedelta,
+        step_state: StepStateLookup,
+        now: datetime | None = None,
+    ) -> Decision:
+        """Claim a date for this run (status SUBMITTED) unless decide() says otherwise."""
+        for _ in range(5):
+            item = self.get(job_date, job_name)
+            moment = now or utc_now()
+            decision = decide(item, run, force=force, now=moment, claim_timeout=claim_timeout,
+                              step_state=step_state)
+            if decision.action != "claim":
+                return decision
+            attempts = list((item or {}).get("attempts", []))
+            attempts.append({"run_id": run.run_id, "try_number": run.try_number, "status": SUBMITTED,
+                             "submitted_at": iso(moment)})
+            new_item = {
+                "job_date": job_date, "job_name": job_name, "status": SUBMITTED,
+                "dag_id": run.dag_id, "run_id": run.run_id, "try_number": run.try_number,
+                "cluster_id": cluster_id, "submitted_at": iso(moment), "updated_at": iso(moment),
+                "attempts": attempts, "version": int((item or {}).get("version", 0)) + 1,
+            }
+            if self._put_if_unchanged(new_item, item):
+                return decision
+        return Decision("refuse", "the record kept changing under concurrent writers")
+
+    def _update(
+        self,
+        job_date: str,
+        job_name: str,
+        run_id: str,
+        allowed_statuses: Iterable[str],
+        changes: dict[str, Any],
+        attempt_changes: dict[str, Any] | None = None,
+    ) -> bool:
+        """Apply changes to this run's record if its status allows; False when it doesn't (no write)."""
+        allowed = set(allowed_statuses)
+        for _ in range(5):
+            item = self.get(job_date, job_name)
+            if item is None or item.get("run_id") != run_id or item.get("status") not in allowed:
+                return False
+            new_item = {**item, **changes, "updated_at": iso(utc_now()), "version": int(item["version"]) + 1}
+            if attempt_changes and new_item.get("attempts"):
+                attempts = [dict(a) for a in new_item["attempts"]]
+                attempts[-1].update({k: v for k, v in attempt_changes.items() if v is not None})
+                new_item["attempts"] = attempts
+            if self._put_if_unchanged(new_item, item):
+                return True
+        raise RuntimeError(f"job record {job_name}/{job_date} kept changing under concurrent writers")
+
+    def record_step(self, job_date: str, job_name: str, run_id: str, cluster_id: str, step_id: str) -> bool:
+        return self._update(job_date, job_name, run_id, IN_FLIGHT,
+                            {"cluster_id": cluster_id, "step_id": step_id}, {"step_id": step_id})
+
+    def mark_running(self, job_date: str, job_name: str, run_id: str, started_at: datetime) -> bool:
+        return self._update(job_date, job_name, run_id, [SUBMITTED],
+                            {"status": RUNNING, "started_at": iso(started_at)}, {"status": RUNNING})
+
+    def finish(
+        self,
+        job_date: str,
+        job_name: str,
+        run_id: str,
+        *,
+        status: str,
+        ended_at: datetime,
+        rows_written: int | None = None,
+        rows_quarantined: int | None = None,
+        error: str | None = None,
+    ) -> bool:
+        """Write the final status once; a repeat (task retry) finds the status final and writes nothing."""
+        if status not in (COMPLETED, FAILED):
+            raise ValueError(f"final status must be COMPLETED or FAILED, got {status!r}")
+        item = self.get(job_date, job_name)
+        started = (item or {}).get("started_at") or (item or {}).get("submitted_at")
+        duration = (ended_at - parse_iso(started)).total_seconds() if started else None
+        changes = {
+            "status": status, "ended_at": iso(ended_at), "duration_seconds": _number(duration),
+            "rows_written": rows_written, "rows_quarantined": rows_quarantined, "error": error,
+        }
+        return self._update(job_date, job_name, run_id, IN_FLIGHT, changes,
+                            {"status": status, "ended_at": iso(ended_at), "error": error})
