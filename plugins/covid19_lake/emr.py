@@ -64,10 +64,12 @@ def find_steps_by_name(hook: EmrHook, cluster_id: str, names: list[str]) -> dict
 
 
 def step_state(hook: EmrHook, cluster_id: str, step_id: str) -> str | None:
+    """The step's state, or None when EMR doesn't know the step (or the cluster) any more."""
     try:
-        return hook.conn.describe_step(ClusterId=cluster_id, StepId=step_id)["Step"]["Status"]["State"]
+        response = hook.conn.describe_step(ClusterId=cluster_id, StepId=step_id)
     except hook.conn.exceptions.InvalidRequestException:
         return None
+    return response.get("Step", {}).get("Status", {}).get("State")
 
 
 def failure_reason(step: dict[str, Any]) -> str:

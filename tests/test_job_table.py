@@ -1,0 +1,141 @@
+"""The job table: claim decisions, conditional writes, and idempotent status transitions (moto)."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime, timedelta
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from covid19_lake import job_table
+from covid19_lake.job_table import Decision, JobTable, RunInfo, decide
+
+NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
+RUN_A = RunInfo("jhu_daily_reports", "scheduled__2020-03-01", 1)
+RUN_B = RunInfo("jhu_backfill", "manual__2026-11-28", 1)
+TIMEOUT = timedelta(minutes=30)
+
+
+def no_step(cluster: str, step: str) -> str | None:
+    raise AssertionError("no step lookup expected")
+
+
+def in_flight(run: RunInfo, **extra) -> dict:
+    return {"status": "SUBMITTED", "run_id": run.run_id, "submitted_at": job_table.iso(NOW), **extra}
+
+
+@pytest.mark.parametrize(
+    ("item", "run", "force", "step_state", "action"),
+    [
+        (None, RUN_A, False, None, "claim"),
+        ({"status": "COMPLETED", "run_id": RUN_B.run_id}, RUN_A, False, None, "skip"),
+        ({"status": "COMPLETED", "run_id": RUN_B.run_id}, RUN_A, True, None, "claim"),
+        ({"status": "FAILED", "run_id": RUN_B.run_id}, RUN_A, False, None, "claim"),
+        # A live step of another run blocks; of this run, it is resumed.
+        (in_flight(RUN_B, step_id="s-1", cluster_id="j-1"), RUN_A, False, "RUNNING", "refuse"),
+        (in_flight(RUN_B, step_id="s-1", cluster_id="j-1"), RUN_A, True, "PENDING", "refuse"),
+        (in_flight(RUN_A, step_id="s-1", cluster_id="j-1"), RUN_A, False, "RUNNING", "resume"),
+        # A dead step never blocks, whatever the record still says.
+        (in_flight(RUN_B, step_id="s-1", cluster_id="j-1", status="RUNNING"), RUN_A, False, "FAILED", "claim"),
+        (in_flight(RUN_B, step_id="s-1", cluster_id="j-1"), RUN_A, False, None, "claim"),
+        # A claim without a step blocks other runs until it expires.
+        (in_flight(RUN_B), RUN_A, False, None, "refuse"),
+        (in_flight(RUN_A), RUN_A, False, None, "resume"),
+    ],
+)
+def test_decide(item, run, force, step_state, action):
+    lookup = (lambda c, s: step_state) if item and item.get("step_id") else no_step
+    decision = decide(item, run, force=force, now=NOW, claim_timeout=TIMEOUT, step_state=lookup)
+    assert decision.action == action, decision.reason
+
+
+def test_expired_claim_without_step_can_be_taken_over():
+    item = in_flight(RUN_B, submitted_at=job_table.iso(NOW - TIMEOUT - timedelta(seconds=1)))
+    decision = decide(item, RUN_A, force=False, now=NOW, claim_timeout=TIMEOUT, step_state=no_step)
+    assert decision == Decision("claim", f"claim by run {RUN_B.run_id} expired without a step")
+
+
+@pytest.fixture
+def table(monkeypatch):
+    monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", '{"conn_type": "aws", "extra": {"region_name": "us-east-1"}}')
+    with mock_aws():
+        boto3.client("dynamodb", region_name="us-east-1").create_table(
+            TableName="jobs",
+            KeySchema=[{"AttributeName": "job_date", "KeyType": "HASH"},
+                       {"AttributeName": "job_name", "KeyType": "RANGE"}],
+            AttributeDefinitions=[{"AttributeName": "job_date", "AttributeType": "S"},
+                                  {"AttributeName": "job_name", "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        yield JobTable("jobs")
+
+
+def claim(table: JobTable, run: RunInfo, state: str | None = None, force: bool = False) -> Decision:
+    return table.claim("2020-03-01", "jhu", run, cluster_id="j-1", force=force, claim_timeout=TIMEOUT,
+                       step_state=lambda c, s: state, now=NOW)
+
+
+def test_full_lifecycle_keeps_an_attempt_history(table):
+    assert claim(table, RUN_A).action == "claim"
+    assert table.record_step("2020-03-01", "jhu", RUN_A.run_id, "j-1", "s-1")
+    assert table.mark_running("2020-03-01", "jhu", RUN_A.run_id, NOW + timedelta(seconds=5))
+    assert table.finish("2020-03-01", "jhu", RUN_A.run_id, status="COMPLETED", ended_at=NOW + timedelta(seconds=65),
+                        rows_written=3400, rows_quarantined=2)
+    item = table.get("2020-03-01", "jhu")
+    assert item["status"] == "COMPLETED"
+    assert item["step_id"] == "s-1" and item["cluster_id"] == "j-1"
+    assert float(item["duration_seconds"]) == 60.0
+    assert (item["rows_written"], item["rows_quarantined"]) == (3400, 2)
+    assert [(a["run_id"], a["status"], a.get("step_id")) for a in item["attempts"]] == [
+        (RUN_A.run_id, "COMPLETED", "s-1")
+    ]
+    # COMPLETED is final for this run: a retried task writes nothing (no second notification).
+    assert not table.finish("2020-03-01", "jhu", RUN_A.run_id, status="FAILED", ended_at=NOW)
+    assert not table.mark_running("2020-03-01", "jhu", RUN_A.run_id, NOW)
+    assert table.get("2020-03-01", "jhu")["version"] == item["version"]
+
+    # A later forced run appends a second attempt and starts clean.
+    assert claim(table, RUN_B, force=True).action == "claim"
+    item = table.get("2020-03-01", "jhu")
+    assert item["status"] == "SUBMITTED" and "step_id" not in item and "rows_written" not in item
+    assert [a["run_id"] for a in item["attempts"]] == [RUN_A.run_id, RUN_B.run_id]
+
+
+def test_second_run_is_refused_while_the_step_is_live_and_admitted_once_it_died(table):
+    claim(table, RUN_A)
+    table.record_step("2020-03-01", "jhu", RUN_A.run_id, "j-1", "s-1")
+    assert claim(table, RUN_B, state="RUNNING").action == "refuse"
+    assert table.get("2020-03-01", "jhu")["run_id"] == RUN_A.run_id
+    assert claim(table, RUN_B, state="CANCELLED").action == "claim"
+    assert table.get("2020-03-01", "jhu")["run_id"] == RUN_B.run_id
+    # The old run can no longer write its outcome over the new claim.
+    assert not table.finish("2020-03-01", "jhu", RUN_A.run_id, status="FAILED", ended_at=NOW)
+
+
+def test_concurrent_claims_have_exactly_one_winner(table):
+    runs = [RunInfo("jhu_daily_reports", f"manual__{i}", 1) for i in range(8)]
+    barrier = threading.Barrier(len(runs))
+    decisions: dict[str, str] = {}
+
+    def contend(run: RunInfo) -> None:
+        barrier.wait()
+        decisions[run.run_id] = claim(table, run).action
+
+    threads = [threading.Thread(target=contend, args=(run,)) for run in runs]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    winners = [run_id for run_id, action in decisions.items() if action == "claim"]
+    assert len(winners) == 1, decisions
+    assert set(decisions.values()) == {"claim", "refuse"}
+    item = table.get("2020-03-01", "jhu")
+    assert item["run_id"] == winners[0] and len(item["attempts"]) == 1
+
+
+def test_finish_rejects_a_non_final_status(table):
+    claim(table, RUN_A)
+    with pytest.raises(ValueError, match="COMPLETED or FAILED"):
+        table.finish("2020-03-01", "jhu", RUN_A.run_id, status="RUNNING", ended_at=NOW)
