@@ -8,6 +8,9 @@ from pathlib import Path
 
 import pytest
 
+# The session's one embedded local AWS stack (moto server, EMR step runner, stream bridge, webhook sink).
+pytest_plugins = ["tests.fixtures_local_stack"]
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 JHU_MIRROR = (REPO_ROOT.parent / "shared" / "data" / "jhu" / "daily_reports").resolve()
 

@@ -1,0 +1,46 @@
+"""Slack incoming webhook: ``text`` (the notification fallback) plus Block Kit ``blocks``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .message import Notification, truncate_middle
+
+HEADER_MAX = 150  # plain_text in a header block
+FIELD_MAX = 2000  # one section field
+SECTION_TEXT_MAX = 3000  # a section's text
+MAX_FIELDS = 10  # fields of one section
+
+
+def escape(text: str) -> str:
+    """Slack mrkdwn gives &, < and > their own meaning (links, mentions); nothing else needs escaping."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def render_slack(notification: Notification) -> dict[str, Any]:
+    fields = [
+        {"type": "mrkdwn", "text": _clip(f"*{label}*\n{escape(value)}", FIELD_MAX)}
+        for label, value in notification.facts()
+        if label != "Job"  # the header names the job
+    ][:MAX_FIELDS]
+    blocks: list[dict[str, Any]] = [
+        {"type": "header", "text": {"type": "plain_text", "text": _clip(notification.title, HEADER_MAX),
+                                    "emoji": True}},
+        {"type": "section", "fields": fields},
+    ]
+    if notification.error:
+        opening, closing = "*Error*\n```", "```"
+        # Escaping lengthens the text, so cut the raw error with room to spare for it, then clip for sure.
+        error = escape(truncate_middle(notification.error.replace("```", "'''"),
+                                       SECTION_TEXT_MAX - len(opening) - len(closing) - 200))
+        blocks.append({"type": "section", "text": {
+            "type": "mrkdwn", "text": _clip(f"{opening}{error}{closing}", SECTION_TEXT_MAX)}})
+    if notification.links:
+        links = " · ".join(f"<{link.url}|{escape(link.label)}>" for link in notification.links)
+        blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": links}]})
+    text = f"{notification.emoji} {notification.job_name} for {notification.job_date}: {notification.status_text}"
+    return {"text": escape(text), "blocks": blocks}

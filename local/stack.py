@@ -1,0 +1,634 @@
+"""The embedded local AWS stack: moto's server plus what moto does not do by itself.
+
+    python -m local.stack up|down|status [--state-dir .local]
+
+or, in Python::
+
+    with LocalStack(state_dir, lake_dir, spark_jobs_dir) as stack:
+        stack.client("emr").list_clusters()
+
+Everything listens on 127.0.0.1 on ports chosen at start and recorded in ``{state_dir}/stack.json``.
+See docs/local-stack.md for how each piece maps to AWS.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+from local import config
+from local.cfn import Resolver, TemplateError, load_template
+from local.deploy import Deployment, deploy
+from local.emr_runner import EmrStepRunner
+from local.firehose_mirror import FirehoseMirror, delivery_prefixes
+from local.stream_bridge import EventSourceConfig, StreamBridge
+from local.webhook_sink import WebhookSink
+
+log = logging.getLogger("local.stack")
+T = TypeVar("T")
+
+StreamHandlerSpec = str | dict[str, Any]
+_CLIENT_LOCK = threading.Lock()
+
+
+class _StackClient:
+    """What every user of a running stack needs: clients, the environment, polling."""
+
+    endpoint_url: str
+    region: str = config.REGION
+
+    def client(self, service: str) -> Any:
+        """A boto3 client against the stack (cached: clients are thread-safe and slow to build)."""
+        import boto3
+        from botocore.config import Config
+
+        cache = self.__dict__.setdefault("_clients", {})
+        key = (service, self.endpoint_url)
+        with _CLIENT_LOCK:
+            if key not in cache:
+                session = self.__dict__.setdefault("_session", boto3.session.Session())
+                cache[key] = session.client(
+                    service, endpoint_url=self.endpoint_url, region_name=self.region,
+                    aws_access_key_id=config.FAKE_ACCESS_KEY_ID,
+                    aws_secret_access_key=config.FAKE_SECRET_ACCESS_KEY,
+                    config=Config(retries={"max_attempts": 2, "mode": "standard"}),
+                )
+            return cache[key]
+
+    def aws_env(self) -> dict[str, str]:
+        """What any boto3 client (Spark jobs, Lambda handlers, scripts) needs to reach the stack."""
+        return {
+            "AWS_ENDPOINT_URL": self.endpoint_url,
+            "AWS_DEFAULT_REGION": self.region,
+            "AWS_REGION": self.region,
+            "AWS_ACCESS_KEY_ID": config.FAKE_ACCESS_KEY_ID,
+            "AWS_SECRET_ACCESS_KEY": config.FAKE_SECRET_ACCESS_KEY,
+        }
+
+    def env(self) -> dict[str, str]:
+        """The environment Airflow (and other clients) need to use the local stack."""
+        connection = {
+            "conn_type": "aws",
+            "login": config.FAKE_ACCESS_KEY_ID,
+            "password": config.FAKE_SECRET_ACCESS_KEY,
+            "extra": {"endpoint_url": self.endpoint_url, "region_name": self.region},
+        }
+        env = {**self.aws_env(), "AIRFLOW_CONN_AWS_DEFAULT": json.dumps(connection)}
+        env.pop("AWS_REGION")
+        return env
+
+    @staticmethod
+    def wait_for(
+        predicate: Callable[[], T], timeout: float = 30.0, interval: float = 0.1, message: str = "condition"
+    ) -> T:
+        """Poll ``predicate`` until it returns something truthy; return it, or raise TimeoutError."""
+        deadline = time.monotonic() + timeout
+        while True:
+            value = predicate()
+            if value:
+                return value
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {message}")
+            time.sleep(interval)
+
+
+class LocalStack(_StackClient):
+    """The whole local stack in this process (threads), plus spark-submit child processes."""
+
+    def __init__(
+        self,
+        state_dir: Path,
+        lake_dir: Path,
+        spark_jobs_dir: Path,
+        stream_handlers: dict[str, StreamHandlerSpec] | None = None,
+        emr_cluster_name: str = "covid19-lake",
+        spark_master: str = "local[2]",
+        airflow_base_url: str = "http://127.0.0.1:8080",
+        template_path: Path | None = None,
+    ) -> None:
+        self.state_dir = Path(state_dir).resolve()
+        self.lake_dir = Path(lake_dir).resolve()
+        self.spark_jobs_dir = Path(spark_jobs_dir).resolve()
+        self.stream_handlers = dict(stream_handlers or {})
+        self.emr_cluster_name = emr_cluster_name
+        self.spark_master = spark_master
+        self.airflow_base_url = airflow_base_url
+        self.template_path = Path(template_path) if template_path else config.default_template()
+        self.sink_log = self.state_dir / config.SINK_LOG
+        self.outputs: dict[str, str] = {}
+        self.deployment: Deployment | None = None
+        self.bridges: dict[str, StreamBridge] = {}
+        self._moto: Any = None
+        self._sink: WebhookSink | None = None
+        self._runner: EmrStepRunner | None = None
+        self._mirror: FirehoseMirror | None = None
+        self._saved_env: dict[str, str | None] = {}
+        self._started = False
+        self._record_lock = threading.Lock()
+        self.endpoint_url = ""
+        self.sink_url = ""
+
+    # -- lifecycle -----------------------------------------------------------------------------------------
+    def __enter__(self) -> LocalStack:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def start(self) -> LocalStack:
+        if self._started:
+            return self
+        for directory in (self.state_dir, self.lake_dir):
+            directory.mkdir(parents=True, exist_ok=True)
+        if not self.spark_jobs_dir.is_dir():
+            raise ValueError(f"spark_jobs_dir {self.spark_jobs_dir} is not a directory")
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)
+        try:
+            self._start_pieces()
+        except BaseException:
+            self.stop()
+            raise
+        self._started = True
+        self._write_record("running")
+        log.info("local stack up: AWS endpoint %s, webhook sink %s", self.endpoint_url, self.sink_url)
+        return self
+
+    def _start_pieces(self) -> None:
+        from moto.server import ThreadedMotoServer
+
+        self._moto = ThreadedMotoServer(ip_address=config.HOST, port=0, verbose=False)
+        self._moto.start()
+        host, port = self._moto.get_host_and_port()
+        self.endpoint_url = f"http://{host}:{port}"
+
+        self._sink = WebhookSink(self.sink_log, host=config.HOST).start()
+        self.sink_url = self._sink.url
+
+        # The runner patches moto's EMR models, so it starts before any cluster or step exists.
+        self._runner = EmrStepRunner(
+            account_id=config.ACCOUNT_ID, region=self.region, log_dir=self.state_dir / "emr",
+            spark_jobs_dir=self.spark_jobs_dir, spark_master=self.spark_master, env=self.aws_env(),
+            on_process_change=lambda _pids: self._write_record("running") if self._started else None,
+        )
+        self._runner.start()
+
+        self.deployment = self._deploy_template()
+        self.outputs = dict(self.deployment.outputs)
+        self._seed_webhooks_secret()
+        self.outputs["EmrClusterId"] = self._ensure_cluster()
+
+        bucket = self.outputs.get("LakeBucketName")
+        if bucket:
+            prefixes = delivery_prefixes(self.client("firehose"), bucket)
+            self._mirror = FirehoseMirror(lambda: self.client("s3"), prefixes, self.lake_dir)
+            self._mirror.start()
+
+        if config.REPO_ROOT.as_posix() not in sys.path:
+            sys.path.insert(0, config.REPO_ROOT.as_posix())  # handlers are dotted paths of this repo
+        for key, spec in self.stream_handlers.items():
+            self.add_stream_handler(key, spec)
+
+    def stop(self) -> None:
+        """Stop every thread and process this stack started (spark-submit steps included)."""
+        for bridge in self.bridges.values():
+            bridge.stop()
+        self.bridges.clear()
+        if self._mirror:
+            try:
+                self._mirror.stop()
+            except Exception:
+                log.exception("final firehose mirror sync failed")
+            self._mirror = None
+        if self._runner:
+            self._runner.stop()
+            self._runner = None
+        if self._sink:
+            self._sink.stop()
+            self._sink = None
+        if self._moto:
+            self._moto.stop()
+            self._moto = None
+        for name, value in self._saved_env.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        self._saved_env.clear()
+        if self._started:
+            self._started = False
+            self._write_record("stopped")
+
+    # -- pieces --------------------------------------------------------------------------------------------
+    def _deploy_template(self) -> Deployment:
+        template = load_template(self.template_path)
+        parameters = {
+            "DeploymentTarget": "local",
+            "ProjectName": config.PROJECT_NAME,
+            "LakeUri": self.lake_dir.as_uri(),
+            "AirflowBaseUrl": self.airflow_base_url,
+        }
+        declared = template.get("Parameters") or {}
+        missing = [name for name in ("DeploymentTarget", "ProjectName", "LakeUri") if name not in declared]
+        if missing:
+            raise TemplateError(f"{self.template_path}: Parameters {missing} are part of the contract and missing")
+        parameters = {k: v for k, v in parameters.items() if k in declared}
+        deployment = deploy(template, parameters, self.client, stack_name=config.STACK_NAME,
+                            account_id=config.ACCOUNT_ID, region=self.region)
+        self._template = template
+        return deployment
+
+    def _seed_webhooks_secret(self) -> None:
+        name = self.outputs.get("WebhooksSecretName")
+        if not name:
+            log.warning("the template has no WebhooksSecretName output; webhook URLs not seeded")
+            return
+        urls = {channel: f"{self.sink_url}{path}" for channel, path in config.WEBHOOK_PATHS.items()}
+        self.client("secretsmanager").put_secret_value(SecretId=name, SecretString=json.dumps(urls))
+
+    def _ensure_cluster(self) -> str:
+        emr = self.client("emr")
+        existing = [c for c in emr.list_clusters(ClusterStates=["STARTING", "BOOTSTRAPPING", "RUNNING", "WAITING"])
+                    ["Clusters"] if c["Name"] == self.emr_cluster_name]
+        if existing:
+            return existing[0]["Id"]
+        return emr.run_job_flow(
+            Name=self.emr_cluster_name,
+            ReleaseLabel=config.EMR_RELEASE_LABEL,
+            Applications=[{"Name": "Spark"}],
+            Instances={
+                "InstanceGroups": [{"Name": "Primary", "Market": "ON_DEMAND", "InstanceRole": "MASTER",
+                                    "InstanceType": "m6g.xlarge", "InstanceCount": 1}],
+                "KeepJobFlowAliveWhenNoSteps": True,
+                "TerminationProtected": False,
+            },
+            JobFlowRole="EMR_EC2_DefaultRole",
+            ServiceRole="EMR_DefaultRole",
+            VisibleToAllUsers=True,
+            # No LogUri: the provider's EMR links parse it as s3:// (step logs are under {state_dir}/emr).
+        )["JobFlowId"]
+
+    def add_stream_handler(self, table: str, spec: StreamHandlerSpec) -> StreamBridge:
+        """Start an event source mapping from ``table`` (logical ID or name) to a handler."""
+        source = self._event_source_config(table, spec)
+        for name, value in source.environment.items():
+            # A Lambda gets its environment before its module is imported (Powertools reads it then).
+            self._saved_env.setdefault(name, os.environ.get(name))
+            if os.environ.get(name, value) != value and name not in self.aws_env():
+                log.warning("handler env %s differs between functions; the last one wins", name)
+            os.environ[name] = value
+        on_failure = self.state_dir / "lambda" / f"{source.function_name}-on-failure.jsonl"
+        bridge = StreamBridge(source, self.client, on_failure, region=self.region, account_id=config.ACCOUNT_ID)
+        bridge.start()
+        self.bridges[table] = bridge
+        return bridge
+
+    def _event_source_config(self, table: str, spec: StreamHandlerSpec) -> EventSourceConfig:
+        assert self.deployment is not None and self.deployment.resolver is not None
+        options = {"handler": spec} if isinstance(spec, str) else dict(spec)
+        if "handler" not in options:
+            raise ValueError(f"stream_handlers[{table!r}]: expected a dotted path or a dict with 'handler'")
+        resources = self._template["Resources"]
+        is_logical = table in resources and resources[table]["Type"] == "AWS::DynamoDB::Table"
+        table_name = str(self.deployment.refs[table]) if is_logical else table
+        from_template = mapping_from_template(self._template, table, self.deployment.resolver) if is_logical else {}
+        environment = {
+            **self.aws_env(),
+            "WEBHOOKS_SECRET_NAME": self.outputs.get("WebhooksSecretName", ""),
+            "IDEMPOTENCY_TABLE_NAME": self.outputs.get("IdempotencyTableName", ""),
+            "AIRFLOW_BASE_URL": self.airflow_base_url,
+            **from_template.pop("environment", {}),
+            **options.pop("environment", {}),
+        }
+        function_name = options.pop("function_name", None) or from_template.pop("function_name", None) or (
+            f"{config.PROJECT_NAME}-{table_name}-handler")
+        from_template.pop("function_name", None)
+        memory = int(options.get("memory_mb", from_template.get("memory_mb", 128)))
+        environment.update({
+            "AWS_LAMBDA_FUNCTION_NAME": function_name,
+            "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
+            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(memory),
+            "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{function_name}",
+        })
+        return EventSourceConfig(table_name=table_name, function_name=function_name,
+                                 environment={k: v for k, v in environment.items() if v is not None},
+                                 **{**from_template, **options})
+
+    # -- records -------------------------------------------------------------------------------------------
+    def step_pids(self) -> list[int]:
+        return self._runner.pids() if self._runner else []
+
+    def record(self, status: str) -> dict[str, Any]:
+        return {
+            "status": status,
+            "pid": os.getpid(),
+            "updated_at": datetime.now(UTC).isoformat(),
+            "endpoint_url": self.endpoint_url,
+            "sink_url": self.sink_url,
+            "sink_log": str(self.sink_log),
+            "state_dir": str(self.state_dir),
+            "lake_dir": str(self.lake_dir),
+            "spark_jobs_dir": str(self.spark_jobs_dir),
+            "template": str(self.template_path),
+            "region": self.region,
+            "outputs": self.outputs,
+            "resources": self.deployment.created_by if self.deployment else {},
+            "notes": self.deployment.notes if self.deployment else [],
+            "stream_handlers": {k: (v if isinstance(v, str) else v.get("handler")) for k, v in
+                                self.stream_handlers.items() if isinstance(v, str | dict)},
+            "emr_step_pids": self.step_pids(),
+            "env": self.env() if self.endpoint_url else {},
+        }
+
+    def _write_record(self, status: str) -> None:
+        with self._record_lock:
+            config.write_stack_file(self.state_dir, self.record(status))
+
+
+def mapping_from_template(template: dict[str, Any], table_logical_id: str, resolver: Resolver) -> dict[str, Any]:
+    """EventSourceConfig fields from the template's event source mapping of ``table``'s stream and its
+    function (both may be conditioned on AWS: their Properties still say how AWS would invoke it)."""
+    resources = template["Resources"]
+    for logical_id, resource in resources.items():
+        if resource["Type"] != "AWS::Lambda::EventSourceMapping":
+            continue
+        props = resource.get("Properties", {})
+        source = props.get("EventSourceArn", {})
+        target = source.get("Fn::GetAtt") if isinstance(source, dict) else None
+        if not target or list(target)[:2] != [table_logical_id, "StreamArn"]:
+            continue
+        found: dict[str, Any] = {
+            "batch_size": int(props.get("BatchSize", 100)),
+            "report_batch_item_failures": "ReportBatchItemFailures" in props.get("FunctionResponseTypes", []),
+            "starting_position": props.get("StartingPosition", "TRIM_HORIZON"),
+        }
+        retries = int(props.get("MaximumRetryAttempts", -1))
+        if retries >= 0:
+            found["maximum_retry_attempts"] = retries
+        destination = (props.get("DestinationConfig") or {}).get("OnFailure", {}).get("Destination")
+        if destination is not None:
+            found["on_failure_destination"] = _try_resolve(resolver, destination, logical_id)
+        function_ref = props.get("FunctionName", {})
+        function_id = function_ref.get("Ref") if isinstance(function_ref, dict) else None
+        function = resources.get(function_id or "", {}).get("Properties", {})
+        if function:
+            found["function_name"] = _try_resolve(resolver, function.get("FunctionName"), function_id)
+            found["timeout_seconds"] = float(function.get("Timeout", 3))
+            found["memory_mb"] = int(function.get("MemorySize", 128))
+            variables = (function.get("Environment") or {}).get("Variables") or {}
+            found["environment"] = {
+                name: str(value) for name, raw in variables.items()
+                if (value := _try_resolve(resolver, raw, f"{function_id}.Environment.{name}")) is not None
+            }
+        return found
+    return {}
+
+
+def _try_resolve(resolver: Resolver, node: Any, where: str) -> Any:
+    try:
+        return resolver.resolve(node, where)
+    except TemplateError as exc:
+        log.warning("%s is not available locally: %s", where, exc)
+        return None
+
+
+class RunningStack(_StackClient):
+    """A stack started by ``python -m local.stack up`` (another process), seen through its stack.json."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self.state_dir = Path(state_dir).resolve()
+        record = config.read_stack_file(self.state_dir)
+        if not record or record.get("status") != "running":
+            raise RuntimeError(f"no running local stack in {self.state_dir} (run: python -m local.stack up)")
+        self.record = record
+        self.endpoint_url = record["endpoint_url"]
+        self.sink_url = record["sink_url"]
+        self.sink_log = Path(record["sink_log"])
+        self.lake_dir = Path(record["lake_dir"])
+        self.outputs: dict[str, str] = record["outputs"]
+        self.pid: int = record["pid"]
+
+    def refresh(self) -> dict[str, Any]:
+        self.record = config.read_stack_file(self.state_dir) or {}
+        return self.record
+
+
+# -- daemon ------------------------------------------------------------------------------------------------
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie has exited; only its parent has not collected it yet
+        return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][0] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def _is_our_daemon(pid: int) -> bool:
+    """Guards against pid reuse: only a process running this module's ``serve`` is ours."""
+    if not _pid_alive(pid):
+        return False
+    cmdline = _cmdline(pid)
+    return "local.stack" in cmdline and " serve" in cmdline if cmdline else True
+
+
+def daemon_pid(state_dir: Path) -> int | None:
+    path = Path(state_dir) / config.PID_FILE
+    try:
+        pid = int(path.read_text().strip())
+    except (OSError, ValueError):
+        return None
+    return pid if _is_our_daemon(pid) else None
+
+
+def _serve_args(args: argparse.Namespace) -> list[str]:
+    command = ["--state-dir", str(args.state_dir), "--spark-master", args.spark_master,
+               "--emr-cluster-name", args.emr_cluster_name, "--airflow-base-url", args.airflow_base_url]
+    if args.lake_dir:
+        command += ["--lake-dir", str(args.lake_dir)]
+    if args.spark_jobs_dir:
+        command += ["--spark-jobs-dir", str(args.spark_jobs_dir)]
+    if args.template:
+        command += ["--template", str(args.template)]
+    for handler in args.stream_handler:
+        command += ["--stream-handler", handler]
+    return command
+
+
+def start_daemon(args: argparse.Namespace, timeout: float = 180.0) -> dict[str, Any]:
+    """Start ``serve`` in the background and wait until its stack.json says running."""
+    state_dir = Path(args.state_dir).resolve()
+    state_dir.mkdir(parents=True, exist_ok=True)
+    pid = daemon_pid(state_dir)
+    if pid:
+        record = config.read_stack_file(state_dir)
+        if record and record.get("status") == "running" and record.get("pid") == pid:
+            return record
+    with open(state_dir / config.LOG_FILE, "ab") as log_file:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "local.stack", "serve", *_serve_args(args)],
+            cwd=config.REPO_ROOT, stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT,
+            start_new_session=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        record = config.read_stack_file(state_dir)
+        if record and record.get("status") == "running" and record.get("pid") == process.pid:
+            return record
+        if process.poll() is not None:
+            tail = (state_dir / config.LOG_FILE).read_text(errors="replace").splitlines()[-30:]
+            raise RuntimeError(f"the local stack exited with code {process.returncode} while starting:\n"
+                               + "\n".join(tail))
+        time.sleep(0.1)
+    process.terminate()
+    raise TimeoutError(f"the local stack did not become ready in {timeout:.0f} s; see {state_dir / config.LOG_FILE}")
+
+
+def stop_daemon(state_dir: Path, timeout: float = 60.0) -> bool:
+    """Stop the daemon of ``state_dir`` (and the spark-submit steps it runs); False if none was running."""
+    state_dir = Path(state_dir).resolve()
+    pid = daemon_pid(state_dir)
+    if pid is None:
+        (state_dir / config.PID_FILE).unlink(missing_ok=True)
+        return False
+    record = config.read_stack_file(state_dir) or {}
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while _pid_alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if _pid_alive(pid):
+        log.error("the local stack (pid %s) ignored SIGTERM; killing it and its steps", pid)
+        os.kill(pid, signal.SIGKILL)
+        for step_pid in record.get("emr_step_pids", []):
+            if "spark" in _cmdline(step_pid):
+                with suppress(ProcessLookupError):
+                    os.killpg(step_pid, signal.SIGKILL)
+    (state_dir / config.PID_FILE).unlink(missing_ok=True)
+    return True
+
+
+def parse_stream_handlers(items: list[str]) -> dict[str, StreamHandlerSpec]:
+    """``TABLE=module.function`` or ``TABLE={"handler": ..., "batch_size": ...}`` (JSON) per item."""
+    handlers: dict[str, StreamHandlerSpec] = {}
+    for item in items:
+        table, sep, value = item.partition("=")
+        if not sep or not table or not value:
+            raise ValueError(f"--stream-handler {item!r}: expected TABLE=module.function or TABLE={{json}}")
+        handlers[table] = json.loads(value) if value.lstrip().startswith("{") else value
+    return handlers
+
+
+def _serve(args: argparse.Namespace) -> int:
+    """Foreground: run the stack until SIGTERM/SIGINT."""
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    state_dir = Path(args.state_dir).resolve()
+    handlers = parse_stream_handlers(args.stream_handler)
+    stack = LocalStack(
+        state_dir=state_dir,
+        lake_dir=Path(args.lake_dir) if args.lake_dir else state_dir / "lake",
+        spark_jobs_dir=Path(args.spark_jobs_dir) if args.spark_jobs_dir else config.REPO_ROOT / "spark_jobs",
+        stream_handlers=handlers,
+        emr_cluster_name=args.emr_cluster_name,
+        spark_master=args.spark_master,
+        airflow_base_url=args.airflow_base_url,
+        template_path=Path(args.template) if args.template else None,
+    )
+    (state_dir / config.PID_FILE).write_text(f"{os.getpid()}\n")
+    try:
+        stack.start()
+        stop.wait()
+    finally:
+        stack.stop()
+        (state_dir / config.PID_FILE).unlink(missing_ok=True)
+    return 0
+
+
+def _print_env(env: dict[str, str]) -> None:
+    for name, value in sorted(env.items()):
+        print(f"export {name}={shlex.quote(value)}")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m local.stack", description=__doc__.split("\n\n")[0])
+    parser.add_argument("command", choices=["up", "down", "status", "serve", "env"])
+    parser.add_argument("--state-dir", type=Path, default=config.DEFAULT_STATE_DIR)
+    parser.add_argument("--lake-dir", type=Path, default=None, help="default: {state_dir}/lake")
+    parser.add_argument("--spark-jobs-dir", type=Path, default=None, help="default: the repository's spark_jobs/")
+    parser.add_argument("--template", type=Path, default=None, help="default: infra/covid19-lake.yaml")
+    parser.add_argument("--stream-handler", action="append", default=[], metavar="TABLE=module.function",
+                        help="deliver TABLE's stream (logical ID or name) to a handler; repeatable")
+    parser.add_argument("--emr-cluster-name", default="covid19-lake")
+    parser.add_argument("--spark-master", default="local[2]")
+    parser.add_argument("--airflow-base-url", default="http://127.0.0.1:8080")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        stream=sys.stderr)
+    if args.command == "serve":
+        return _serve(args)
+    if args.command == "up":
+        record = start_daemon(args)
+        print(f"local stack running (pid {record['pid']}): AWS {record['endpoint_url']}, "
+              f"webhook sink {record['sink_url']}, state in {args.state_dir}", file=sys.stderr)
+        _print_env(record["env"])
+        return 0
+    if args.command == "down":
+        stopped = stop_daemon(args.state_dir)
+        print("local stack stopped" if stopped else "no local stack was running", file=sys.stderr)
+        return 0
+    pid = daemon_pid(args.state_dir)
+    record = config.read_stack_file(args.state_dir)
+    if args.command == "env":
+        if not pid or not record:
+            print("no local stack is running", file=sys.stderr)
+            return 3
+        _print_env(record["env"])
+        return 0
+    if not pid or not record or record.get("status") != "running":
+        print(f"local stack: not running (state dir {args.state_dir})")
+        return 3
+    print(json.dumps({k: record[k] for k in ("pid", "endpoint_url", "sink_url", "lake_dir", "outputs",
+                                             "emr_step_pids", "updated_at")}, indent=2))
+    return 0
+
+
+@contextmanager
+def running_daemon(state_dir: Path, *extra: str) -> Iterator[RunningStack]:
+    """``up`` for the duration of a ``with`` block (tests, scripts), then ``down``."""
+    args = _parser().parse_args(["up", "--state-dir", str(state_dir), *extra])
+    start_daemon(args)
+    try:
+        yield RunningStack(state_dir)
+    finally:
+        stop_daemon(state_dir)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
