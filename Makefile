@@ -1,10 +1,12 @@
-# The two commands a new user needs: `make demo` and `make test`.
+# The two commands a new user needs: `make demo` and `make test`. Everything else is a step of those
+# or of deploying to AWS (docs/deploy.md).
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
+NPM_INSTALLED := dashboard/node_modules/.package-lock.json
 
-.PHONY: demo test lint install check-java clean
+.PHONY: demo test lint install check-java check-chromium dashboard package deploy clean
 
 $(INSTALLED): requirements.txt requirements-dev.txt constraints/constraints-airflow-3.3.1-python-3.12.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -24,14 +26,35 @@ check-java:
 	  echo "  Debian/Ubuntu: sudo apt-get install -y openjdk-17-jre-headless"; \
 	  exit 1; }
 
+# The dashboard's browser test uses Debian's Chromium (never a downloaded browser).
+check-chromium:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else echo "The dashboard browser test needs Chromium: sudo apt-get install -y chromium"; exit 1; fi; }
+
+$(NPM_INSTALLED): dashboard/package.json dashboard/package-lock.json
+	cd dashboard && npm ci --no-audit --no-fund
+	@touch $@
+
+dashboard: $(NPM_INSTALLED)
+	cd dashboard && npm run build
+
 lint: install
 	$(PY) -m ruff check .
 
-test: install check-java lint
+test: install check-java check-chromium dashboard lint
 	$(PY) -m pytest
 
-demo: install check-java
+demo: install check-java dashboard
 	$(PY) -m local.demo
 
+# Real AWS (docs/deploy.md): build plugins.zip, the Lambda zips and the Spark jobs; then deploy.
+package: install
+	$(PY) -m infra.package $(if $(ARTIFACTS_BUCKET),--bucket $(ARTIFACTS_BUCKET))
+
+deploy: install
+	$(PY) -m infra.deploy deploy $(if $(AWS_REGION),--region $(AWS_REGION)) $(DEPLOY_ARGS)
+
 clean:
-	rm -rf .local
+	rm -rf .local dist dashboard/dist

@@ -1,0 +1,56 @@
+"""analytics: Athena views over the processed tables and the dashboard's JSON extracts.
+
+Runs whenever a processed table changes (Airflow Assets). Each view's AthenaOperator creates or replaces
+it once the views it reads exist; then the extracts are written next to the dashboard site. Settings
+(Glue database, workgroup, result location, site bucket, engine) are Airflow Variables read at run time.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from airflow.providers.amazon.aws.operators.athena import AthenaOperator
+from airflow.sdk import DAG, task
+
+from covid19_lake.analytics import tasks
+from covid19_lake.analytics.settings import JINJA
+from covid19_lake.assets import JHU_DAILY_REPORTS, TWEET_DAILY_STATS, TWEETS
+
+default_args = {
+    "owner": "covid19-lake",
+    "retries": 2,
+    "retry_delay": timedelta(minutes=2),
+}
+
+with DAG(
+    dag_id="analytics",
+    description="Athena views over the processed tables and the dashboard's JSON extracts",
+    schedule=(JHU_DAILY_REPORTS | TWEETS | TWEET_DAILY_STATS),
+    default_args=default_args,
+    catchup=False,
+    max_active_runs=1,
+    tags=["covid19-lake", "analytics", "athena", "dashboard"],
+    doc_md=__doc__,
+) as dag:
+    views = {
+        view.name: AthenaOperator(
+            task_id=f"create_view_{view.name}",
+            query=tasks.athena_statement(view),
+            database=JINJA["covid19_glue_database"],
+            workgroup=JINJA["covid19_athena_workgroup"],
+            output_location=JINJA["covid19_athena_output"],
+            sleep_time=5,
+            doc_md=view.description,
+        )
+        for view in tasks.VIEWS
+    }
+    for view in tasks.VIEWS:
+        for upstream in view.reads:
+            if upstream in views:
+                views[upstream] >> views[view.name]
+
+    @task(task_id="write_dashboard_extracts")
+    def write_dashboard_extracts() -> dict:
+        return tasks.write_dashboard_extracts()
+
+    list(views.values()) >> write_dashboard_extracts()

@@ -1,0 +1,162 @@
+"""Build what MWAA, Lambda and EMR run, into dist/: ``plugins.zip``, the Lambda zip(s), the Spark jobs.
+
+    python -m infra.package                          # build dist/
+    python -m infra.package --offline                # Lambda deps from this interpreter (no pip download)
+    python -m infra.package --bucket B               # build, then upload spark_jobs/ to s3://B/spark_jobs/
+
+Archives are reproducible (sorted names, fixed timestamps): an unchanged tree yields byte-identical
+zips, so the deploy step can skip the upload and MWAA keeps its object versions (no environment update).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import subprocess
+import sys
+import zipfile
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DIST = REPO_ROOT / "dist"
+_FIXED_DATE = (1980, 1, 1, 0, 0, 0)
+_SKIP_DIRS = {"__pycache__", ".pytest_cache", ".ruff_cache"}
+_SKIP_SUFFIXES = {".pyc", ".pyo"}
+SPARK_JOBS_PREFIX = "spark_jobs/"
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """A file to upload: its S3 key (relative to the artifacts bucket) and local path."""
+
+    key: str
+    path: Path
+
+    def sha256(self) -> str:
+        return hashlib.sha256(self.path.read_bytes()).hexdigest()
+
+
+def _shipped(relative: PurePosixPath) -> bool:
+    return not (_SKIP_DIRS.intersection(relative.parts) or relative.suffix in _SKIP_SUFFIXES)
+
+
+def tree_files(root: Path) -> dict[str, Path]:
+    """Archive name (relative to ``root``, POSIX) -> file, without caches and bytecode."""
+    files: dict[str, Path] = {}
+    for path in sorted(root.rglob("*")):
+        relative = PurePosixPath(path.relative_to(root).as_posix())
+        if path.is_file() and _shipped(relative):
+            files[str(relative)] = path
+    return files
+
+
+def write_zip(files: dict[str, Path], output: Path) -> Path:
+    """Deterministic zip (sorted names, one date, 0644), written atomically."""
+    output.parent.mkdir(parents=True, exist_ok=True)
+    partial = output.with_suffix(output.suffix + ".tmp")
+    with zipfile.ZipFile(partial, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=9) as archive:
+        for name in sorted(files):
+            info = zipfile.ZipInfo(name, date_time=_FIXED_DATE)
+            info.compress_type = zipfile.ZIP_DEFLATED
+            info.external_attr = 0o100644 << 16
+            archive.writestr(info, files[name].read_bytes())
+    partial.replace(output)
+    return output
+
+
+def build_plugins_zip(plugins_dir: Path = REPO_ROOT / "plugins", output: Path = DIST / "plugins.zip") -> Path:
+    """MWAA unpacks plugins.zip into its plugins folder (on sys.path): packages sit at the zip root."""
+    files = tree_files(plugins_dir)
+    if not any(name.endswith("/__init__.py") for name in files):
+        raise SystemExit(f"{plugins_dir}: no Python package found (expected e.g. covid19_lake/__init__.py)")
+    return write_zip(files, output)
+
+
+def build_notifier_zip(output: Path = DIST / "notifier.zip", *, offline: bool = False) -> Path:
+    """The notifier's own builder (lambdas/notifier/package.py) decides what goes in its zip."""
+    command = [sys.executable, "-m", "lambdas.notifier.package", "--output", str(output)]
+    if offline:
+        command.append("--from-site-packages")
+    subprocess.run(command, check=True, cwd=REPO_ROOT)
+    return output
+
+
+def spark_job_artifacts(spark_dir: Path = REPO_ROOT / "spark_jobs") -> list[Artifact]:
+    """spark_jobs/*.py (flat modules, shipped with --py-files) and spark_jobs/reference/**."""
+    artifacts = [
+        Artifact(f"{SPARK_JOBS_PREFIX}{path.name}", path)
+        for path in sorted(spark_dir.glob("*.py"))
+        if path.name != "__init__.py"
+    ]
+    reference = spark_dir / "reference"
+    if reference.is_dir():
+        artifacts += [
+            Artifact(f"{SPARK_JOBS_PREFIX}reference/{name}", path) for name, path in tree_files(reference).items()
+        ]
+    if not artifacts:
+        raise SystemExit(f"{spark_dir}: no Spark job modules found")
+    return artifacts
+
+
+def build(*, offline: bool = False, dist: Path = DIST) -> dict[str, Path]:
+    """Build every archive; returns artifact key -> local file (the keys the stack expects)."""
+    return {
+        "plugins.zip": build_plugins_zip(output=dist / "plugins.zip"),
+        "lambdas/notifier.zip": build_notifier_zip(dist / "notifier.zip", offline=offline),
+    }
+
+
+def upload_artifacts(s3_client, bucket: str, artifacts: Iterable[Artifact]) -> dict[str, str | None]:
+    """Upload each artifact unless the bucket already holds the same bytes; key -> version id.
+
+    The comparison uses a sha256 stored in the object's metadata, so an unchanged file keeps its S3
+    object version, and MWAA/Lambda (which pin versions) see no change.
+    """
+    versions: dict[str, str | None] = {}
+    for artifact in artifacts:
+        digest = artifact.sha256()
+        current = _head(s3_client, bucket, artifact.key)
+        if current is not None and current.get("Metadata", {}).get("sha256") == digest:
+            versions[artifact.key] = current.get("VersionId")
+            continue
+        with artifact.path.open("rb") as body:
+            response = s3_client.put_object(
+                Bucket=bucket, Key=artifact.key, Body=body, Metadata={"sha256": digest},
+                ServerSideEncryption="AES256",
+            )
+        versions[artifact.key] = response.get("VersionId")
+        print(f"uploaded s3://{bucket}/{artifact.key}")
+    return versions
+
+
+def _head(s3_client, bucket: str, key: str) -> dict | None:
+    from botocore.exceptions import ClientError
+
+    try:
+        return s3_client.head_object(Bucket=bucket, Key=key)
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+            return None
+        raise
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--offline", action="store_true",
+                        help="bundle Lambda dependencies from this interpreter instead of pip-downloading them")
+    parser.add_argument("--bucket", default="", help="artifacts bucket: upload spark_jobs/ there after building")
+    parser.add_argument("--region", default=None)
+    args = parser.parse_args(argv)
+    for key, path in build(offline=args.offline).items():
+        print(f"{key}: {path} ({path.stat().st_size:,} bytes)")
+    if args.bucket:
+        import boto3
+
+        upload_artifacts(boto3.client("s3", region_name=args.region), args.bucket, spark_job_artifacts())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

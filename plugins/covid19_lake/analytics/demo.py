@@ -1,0 +1,55 @@
+"""Build the dashboard from the local lake and serve it on 127.0.0.1 (the dashboard part of `make demo`).
+
+    python -m covid19_lake.analytics.demo [--lake .local/lake] [--site .local/site] [--port 8050] [--no-serve]
+
+If the local lake has no processed JHU table yet, it is filled from the JHU mirror in ../shared by the
+stand-in in fixture_lake (the same layout the Spark job writes), and this is said on the console.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from covid19_lake.analytics import dashboard, fixture_lake
+from covid19_lake.analytics.duck import table_dir
+from covid19_lake.analytics.serve import DEFAULT_PORT, make_server, url_of
+
+JHU_MIRROR = dashboard.REPO_ROOT.parent / "shared" / "data" / "jhu" / "daily_reports"
+
+
+def prepare(lake: Path, site: Path, bundle: Path) -> dict:
+    if not any(table_dir(lake, "jhu_daily_reports").glob("report_date=*/*.parquet")):
+        print(f"{lake} has no processed jhu_daily_reports: building it from {JHU_MIRROR} (stand-in for the "
+              "Spark job, 2020-05-29 onwards)", flush=True)
+        fixture_lake.build(JHU_MIRROR, lake)
+    if not (bundle / "index.html").is_file():
+        dashboard.build_bundle(bundle)
+    return dashboard.write_site(lake, site, bundle)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--lake", type=Path, default=Path(".local/lake"))
+    parser.add_argument("--site", type=Path, default=Path(".local/site"))
+    parser.add_argument("--bundle", type=Path, default=dashboard.DEFAULT_BUNDLE)
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT)
+    parser.add_argument("--no-serve", action="store_true")
+    args = parser.parse_args(argv)
+    meta = prepare(args.lake, args.site, args.bundle)
+    print(f"dashboard site: {args.site} ({meta['countries']} countries, {meta['first_report_date']} … "
+          f"{meta['latest_report_date']})", flush=True)
+    if args.no_serve:
+        return
+    server = make_server(args.site, args.port)
+    print(f"open the dashboard at {url_of(server)}  (Ctrl-C to stop)", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,69 @@
+"""Task code of the `analytics` DAG (the DAG file only wires these together)."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from covid19_lake.analytics import extracts, settings
+from covid19_lake.analytics.dialect import ATHENA, iso2_by_iso3
+from covid19_lake.analytics.views import VIEWS, View
+
+log = logging.getLogger(__name__)
+
+
+def athena_statement(view: View) -> str:
+    """The CREATE OR REPLACE VIEW statement submitted by the view's AthenaOperator."""
+    return view.create_statement(ATHENA)
+
+
+def replace_data_dir(site: Path, files: dict[str, Any]) -> None:
+    """Swap in a complete data/ folder next to the site's bundle (no half-written or stale extracts)."""
+    from covid19_lake.analytics import dashboard
+
+    site.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".data-", dir=site))
+    try:
+        dashboard.write_files(staging, {k.removeprefix(f"{extracts.DATA_DIR}/"): v for k, v in files.items()})
+        target = site / extracts.DATA_DIR
+        previous = site / ".data-previous"
+        shutil.rmtree(previous, ignore_errors=True)
+        if target.exists():
+            target.rename(previous)
+        staging.rename(target)
+        shutil.rmtree(previous, ignore_errors=True)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def write_dashboard_extracts(aws_conn_id: str = "aws_default") -> dict[str, Any]:
+    """Write the dashboard's JSON extracts next to the site, with the configured engine."""
+    cfg = settings.load()
+    if cfg.engine == "duckdb":
+        # DuckDB is imported only here: MWAA workers (Athena engine) do not need it installed.
+        from covid19_lake.analytics import dashboard
+
+        files = dashboard.local_extracts(cfg.local_lake)
+        if not (cfg.local_site / "index.html").is_file() and (dashboard.DEFAULT_BUNDLE / "index.html").is_file():
+            shutil.copytree(dashboard.DEFAULT_BUNDLE, cfg.local_site, dirs_exist_ok=True)
+        replace_data_dir(cfg.local_site, files)
+        log.info("wrote %d extracts to %s", len(files), cfg.local_site / extracts.DATA_DIR)
+    else:
+        from airflow.providers.amazon.aws.hooks.athena import AthenaHook
+        from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+
+        from covid19_lake.analytics import athena_extracts
+
+        fetch = athena_extracts.athena_fetch(AthenaHook(aws_conn_id=aws_conn_id, log_query=False),
+                                             cfg.database, cfg.workgroup, cfg.athena_output)
+        files = extracts.build(fetch, iso2_by_iso3(), engine="athena")
+        stale = athena_extracts.upload(S3Hook(aws_conn_id=aws_conn_id), cfg.site_bucket, cfg.site_prefix, files)
+        log.info("wrote %d extracts to s3://%s/%s (removed %d stale)", len(files), cfg.site_bucket,
+                 cfg.site_prefix, len(stale))
+    return files[f"{extracts.DATA_DIR}/meta.json"]
+
+
+__all__ = ["VIEWS", "athena_statement", "write_dashboard_extracts"]

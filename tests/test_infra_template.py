@@ -1,0 +1,345 @@
+"""The CloudFormation templates: cfn-lint, static security rules, the contract, and a moto deploy."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from cfnlint.api import ManualArgs, lint_file
+from cfnlint.decode import decode
+from moto import mock_aws
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+INFRA = REPO_ROOT / "infra"
+MAIN = INFRA / "covid19-lake.yaml"
+TEMPLATES = sorted(INFRA.glob("*.yaml"))
+REGION = "us-east-1"
+
+# Actions whose only resource form is "*" (no resource-level permissions), each with the reason.
+STAR_RESOURCE_ACTIONS = {
+    "logs:DescribeLogGroups",
+    "cloudwatch:PutMetricData",
+    "elasticmapreduce:RunJobFlow",  # the cluster does not exist yet
+    "elasticmapreduce:ListClusters",
+}
+# Resources that need real AWS and must not be created by DeploymentTarget=local.
+AWS_ONLY_TYPES = {
+    "AWS::MWAA::Environment", "AWS::EC2::VPC", "AWS::EC2::Subnet", "AWS::EC2::SecurityGroup",
+    "AWS::EC2::NatGateway", "AWS::EMR::SecurityConfiguration", "AWS::IAM::InstanceProfile",
+    "AWS::Lambda::Function", "AWS::Lambda::EventSourceMapping", "AWS::CloudFront::Distribution",
+    "AWS::ApiGatewayV2::Api", "AWS::KMS::Key",
+}
+
+
+def _load(path: Path) -> dict[str, Any]:
+    template, matches = decode(str(path))
+    assert not matches, f"{path}: {matches}"
+    return template
+
+
+@pytest.fixture(scope="module")
+def main() -> dict[str, Any]:
+    return _load(MAIN)
+
+
+def _resources(template: dict[str, Any], kind: str) -> dict[str, dict[str, Any]]:
+    return {lid: r for lid, r in template["Resources"].items() if r["Type"] == kind}
+
+
+def _as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def _statements(template: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Every IAM statement: inline role policies, managed/standalone policies, bucket and key policies."""
+    for lid, resource in template["Resources"].items():
+        props = resource.get("Properties", {})
+        documents = [p["PolicyDocument"] for p in props.get("Policies", [])]
+        for key in ("PolicyDocument", "KeyPolicy", "AssumeRolePolicyDocument"):
+            if key in props:
+                documents.append(props[key])
+        for document in documents:
+            for statement in _as_list(document["Statement"]):
+                yield lid, statement
+
+
+@pytest.mark.parametrize("path", TEMPLATES, ids=lambda p: p.name)
+def test_cfn_lint_reports_nothing(path: Path) -> None:
+    matches = lint_file(path, config=ManualArgs(regions=[REGION]))
+    assert [str(m) for m in matches] == []
+
+
+@pytest.mark.parametrize("path", TEMPLATES, ids=lambda p: p.name)
+def test_no_star_action_on_star_resource(path: Path) -> None:
+    template = _load(path)
+    offenders = []
+    for lid, statement in _statements(template):
+        if statement.get("Effect") != "Allow" or ("Principal" in statement and "Resource" not in statement):
+            continue  # denials, and trust policies (no Resource)
+        actions = _as_list(statement.get("Action", []))
+        resources = _as_list(statement.get("Resource", []))
+        assert "*" not in actions, f"{lid}: Action '*' is never allowed"
+        if "*" in resources and "Principal" not in statement:
+            broad = sorted(set(actions) - STAR_RESOURCE_ACTIONS)
+            if broad:
+                offenders.append((lid, statement.get("Sid"), broad))
+    assert offenders == [], f"actions on Resource '*' without a documented reason: {offenders}"
+
+
+@pytest.mark.parametrize("path", TEMPLATES, ids=lambda p: p.name)
+def test_every_bucket_is_encrypted_and_private(path: Path) -> None:
+    buckets = _resources(_load(path), "AWS::S3::Bucket")
+    assert buckets
+    for lid, bucket in buckets.items():
+        props = bucket["Properties"]
+        rules = props["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+        assert rules[0]["ServerSideEncryptionByDefault"]["SSEAlgorithm"] in ("AES256", "aws:kms"), lid
+        block = props["PublicAccessBlockConfiguration"]
+        assert all(block[k] is True for k in
+                   ("BlockPublicAcls", "BlockPublicPolicy", "IgnorePublicAcls", "RestrictPublicBuckets")), lid
+        assert props["OwnershipControls"]["Rules"][0]["ObjectOwnership"] == "BucketOwnerEnforced", lid
+
+
+def test_data_stores_are_encrypted(main: dict[str, Any]) -> None:
+    for lid, table in _resources(main, "AWS::DynamoDB::Table").items():
+        assert table["Properties"]["SSESpecification"]["SSEEnabled"] is True, lid
+    for lid, queue in _resources(main, "AWS::SQS::Queue").items():
+        assert queue["Properties"]["SqsManagedSseEnabled"] is True, lid
+    stream = main["Resources"]["TweetsDeliveryStream"]["Properties"]
+    assert stream["DeliveryStreamEncryptionConfigurationInput"]["KeyType"] == "AWS_OWNED_CMK"
+    athena = main["Resources"]["AthenaWorkGroup"]["Properties"]["WorkGroupConfiguration"]
+    assert athena["ResultConfiguration"]["EncryptionConfiguration"]["EncryptionOption"] == "SSE_S3"
+    emr = main["Resources"]["EmrSecurityConfiguration"]["Properties"]["SecurityConfiguration"]
+    assert emr["EncryptionConfiguration"]["EnableAtRestEncryption"] is True
+
+
+def test_aws_only_resources_are_conditioned(main: dict[str, Any]) -> None:
+    conditions = main["Conditions"]
+    aws_conditions = {"IsAws", "CreateVpc", "EnableQuickSight"}
+    assert conditions["IsAws"] == {"Fn::Equals": [{"Ref": "DeploymentTarget"}, "aws"]}
+    for lid, resource in main["Resources"].items():
+        if resource["Type"] in AWS_ONLY_TYPES:
+            assert resource.get("Condition") in aws_conditions, f"{lid} ({resource['Type']}) needs an AWS condition"
+    quicksight = [r for r in main["Resources"].values() if r["Type"] == "AWS::ApiGatewayV2::Api"]
+    assert quicksight and all(r["Condition"] == "EnableQuickSight" for r in quicksight)
+
+
+def test_job_table_contract(main: dict[str, Any]) -> None:
+    props = main["Resources"]["JobTable"]["Properties"]
+    assert props["TableName"] == {"Fn::Sub": "${ProjectName}-jobs"}
+    assert props["KeySchema"] == [{"AttributeName": "job_date", "KeyType": "HASH"},
+                                  {"AttributeName": "job_name", "KeyType": "RANGE"}]
+    assert props["StreamSpecification"]["StreamViewType"] == "NEW_AND_OLD_IMAGES"
+    assert props["BillingMode"] == "PAY_PER_REQUEST"
+    idempotency = main["Resources"]["NotifierIdempotencyTable"]["Properties"]
+    assert idempotency["KeySchema"] == [{"AttributeName": "id", "KeyType": "HASH"}]
+    assert idempotency["TimeToLiveSpecification"] == {"AttributeName": "expiration", "Enabled": True}
+
+
+def test_notifier_and_event_source_mapping(main: dict[str, Any]) -> None:
+    function = main["Resources"]["NotifierFunction"]["Properties"]
+    assert (function["Runtime"], function["Handler"]) == ("python3.12", "lambdas.notifier.app.handler")
+    assert set(function["Environment"]["Variables"]) >= {
+        "WEBHOOKS_SECRET_NAME", "IDEMPOTENCY_TABLE_NAME", "AIRFLOW_BASE_URL", "POWERTOOLS_SERVICE_NAME"}
+    mapping = main["Resources"]["NotifierEventSourceMapping"]["Properties"]
+    assert mapping["EventSourceArn"] == {"Fn::GetAtt": ["JobTable", "StreamArn"]}
+    assert (mapping["StartingPosition"], mapping["BatchSize"]) == ("LATEST", 10)
+    assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert mapping["BisectBatchOnFunctionError"] is True and mapping["MaximumRetryAttempts"] >= 1
+    assert mapping["DestinationConfig"]["OnFailure"]["Destination"] == {
+        "Fn::GetAtt": ["NotifierDeadLetterQueue", "Arn"]}
+    # The notifier may send to its on-failure queue and read exactly the job table's stream.
+    sids = {s["Sid"]: s for _, s in _statements({"Resources": {"R": main["Resources"]["NotifierRole"]}})
+            if "Sid" in s}
+    assert sids["ReadJobStream"]["Resource"] == {"Fn::GetAtt": ["JobTable", "StreamArn"]}
+    assert sids["OnFailureDestination"]["Action"] == ["sqs:SendMessage", "sqs:GetQueueAttributes"]
+
+
+def test_mwaa_environment(main: dict[str, Any]) -> None:
+    mwaa = main["Resources"]["MwaaEnvironment"]
+    props = mwaa["Properties"]
+    assert mwaa["Condition"] == "IsAws"
+    assert props["AirflowVersion"] == "3.3.1"
+    options = props["AirflowConfigurationOptions"]
+    assert options["secrets.backend"] == "airflow.providers.amazon.aws.secrets.secrets_manager.SecretsManagerBackend"
+    assert options["operators.default_deferrable"] == "true"
+    kwargs = json.loads(options["secrets.backend_kwargs"]["Fn::Sub"].replace("${ProjectName}", "p"))
+    # connection x_api resolves to the secret the template creates for it
+    x_api = main["Resources"]["XApiConnectionSecret"]["Properties"]["Name"]["Fn::Sub"].replace("${ProjectName}", "p")
+    assert x_api == f"{kwargs['connections_prefix']}/x_api"
+    variable = main["Resources"]["AirflowLakeVariable"]["Properties"]["Name"]["Fn::Sub"].replace("${ProjectName}", "p")
+    assert variable == f"{kwargs['variables_prefix']}/covid19_lake"
+    for path, version in (("RequirementsS3Path", "RequirementsS3ObjectVersion"),
+                          ("PluginsS3Path", "PluginsS3ObjectVersion"),
+                          ("StartupScriptS3Path", "StartupScriptS3ObjectVersion")):
+        assert props[path] and "Fn::If" in props[version]
+
+
+def test_mwaa_role_passes_only_the_emr_roles(main: dict[str, Any]) -> None:
+    role = {"Resources": {"MwaaExecutionRole": main["Resources"]["MwaaExecutionRole"]}}
+    passes = [s for _, s in _statements(role) if "iam:PassRole" in _as_list(s.get("Action", []))]
+    assert len(passes) == 1
+    assert passes[0]["Resource"] == [{"Fn::GetAtt": ["EmrServiceRole", "Arn"]},
+                                     {"Fn::GetAtt": ["EmrInstanceRole", "Arn"]}]
+    secrets = next(s for _, s in _statements(role) if s.get("Sid") == "ProjectSecrets")
+    assert secrets["Resource"]["Fn::Sub"].endswith(":secret:${ProjectName}/*")
+
+
+def test_airflow_variable_is_a_valid_lake_config(main: dict[str, Any]) -> None:
+    """The Variable CloudFormation writes must load with the DAGs' own config class."""
+    from covid19_lake.config import LakeConfig
+
+    body, _variables = main["Resources"]["AirflowLakeVariable"]["Properties"]["SecretString"]["Fn::Sub"]
+    rendered = re.sub(r"\$\{([^}]+)\}", lambda m: f"x-{m.group(1).replace('::', '-')}", body)
+    config = LakeConfig.from_mapping(json.loads(rendered))
+    assert config.emr_cluster_mode == "transient"
+    overrides = config.emr_job_flow_overrides
+    assert overrides["JobFlowRole"] == "x-EmrInstanceProfile" and overrides["ServiceRole"] == "x-EmrServiceRole"
+    assert overrides["SecurityConfiguration"] == "x-EmrSecurityConfiguration"
+
+
+def test_airflow_tweets_variable_is_a_valid_tweets_config(main: dict[str, Any]) -> None:
+    from covid19_lake.tweets.config import TweetsConfig
+
+    body, _variables = main["Resources"]["AirflowTweetsVariable"]["Properties"]["SecretString"]["Fn::Sub"]
+    rendered = re.sub(r"\$\{([^}]+)\}", lambda m: f"x-{m.group(1)}", body)
+    config = TweetsConfig.from_mapping(json.loads(rendered))
+    assert (config.sink, config.delivery_stream, config.x_conn_id) == ("firehose", "x-TweetsDeliveryStream", "x_api")
+
+
+GLUE_SCHEMAS = {
+    "JhuDailyReportsTable": ("jhu_daily_reports", [("report_date", "date")], [
+        ("country_region", "string"), ("province_state", "string"), ("admin2", "string"), ("fips", "string"),
+        ("iso3", "string"), ("combined_key", "string"), ("last_update", "timestamp"), ("latitude", "double"),
+        ("longitude", "double"), ("confirmed", "bigint"), ("deaths", "bigint"), ("recovered", "bigint"),
+        ("active", "bigint"), ("incident_rate", "double"), ("case_fatality_ratio", "double"),
+        ("source_file", "string")]),
+    "TweetsTable": ("tweets", [("created_date", "date")], [
+        ("tweet_id", "string"), ("created_at", "timestamp"), ("lang", "string"), ("author_id", "string"),
+        ("author_username", "string"), ("text", "string"), ("hashtags", "array<string>"),
+        ("mentions", "array<string>"), ("country_code", "string"), ("retweet_count", "bigint"),
+        ("reply_count", "bigint"), ("like_count", "bigint"), ("quote_count", "bigint"), ("sentiment", "double"),
+        ("sentiment_label", "string")]),
+    "TweetDailyStatsTable": ("tweet_daily_stats", [("date", "date")], [
+        ("country_code", "string"), ("tweet_count", "bigint"), ("top_hashtags", "array<string>"),
+        ("top_words", "array<string>"), ("mean_sentiment", "double")]),
+}
+
+
+@pytest.mark.parametrize("logical_id", sorted(GLUE_SCHEMAS))
+def test_glue_table_schemas(main: dict[str, Any], logical_id: str) -> None:
+    name, partitions, columns = GLUE_SCHEMAS[logical_id]
+    table = main["Resources"][logical_id]["Properties"]["TableInput"]
+    assert table["Name"] == name and table["TableType"] == "EXTERNAL_TABLE"
+    assert [(c["Name"], c["Type"]) for c in table["PartitionKeys"]] == partitions
+    descriptor = table["StorageDescriptor"]
+    assert [(c["Name"], c["Type"]) for c in descriptor["Columns"]] == columns
+    assert descriptor["SerdeInfo"]["SerializationLibrary"].endswith("ParquetHiveSerDe")
+    assert descriptor["Location"]["Fn::Sub"][0] == f"${{Lake}}/processed/{name}/"
+
+
+def test_firehose_writes_raw_tweets_as_json_lines(main: dict[str, Any]) -> None:
+    props = main["Resources"]["TweetsDeliveryStream"]["Properties"]
+    assert props["DeliveryStreamType"] == "DirectPut"
+    s3 = props["ExtendedS3DestinationConfiguration"]
+    assert s3["BucketARN"] == {"Fn::GetAtt": ["LakeBucket", "Arn"]}
+    assert (s3["Prefix"], s3["CompressionFormat"]) == ("raw/tweets/", "UNCOMPRESSED")
+    assert s3["BufferingHints"] == {"IntervalInSeconds": 60, "SizeInMBs": 5}
+    assert s3["ErrorOutputPrefix"] and not s3["ErrorOutputPrefix"].startswith("raw/tweets/")
+
+
+@pytest.fixture(scope="module")
+def local_stack() -> Iterator[dict[str, Any]]:
+    """The template deployed into moto with DeploymentTarget=local, the way the local stack does it:
+    moto's CloudFormation for the types it models, API calls built from the same Properties for the
+    rest (Glue, Firehose, Athena, Secrets Manager)."""
+    from local.cfn import load_template
+    from local.deploy import deploy
+
+    with mock_aws():
+        deployment = deploy(
+            load_template(MAIN), {"DeploymentTarget": "local", "LakeUri": "file:///tmp/covid19-lake/lake"},
+            lambda service: boto3.client(service, region_name=REGION),
+            stack_name="covid19-lake", account_id="123456789012", region=REGION,
+        )
+        cfn = boto3.client("cloudformation", region_name=REGION)
+        stack = cfn.describe_stacks(StackName=deployment.stack_id)["Stacks"][0]
+        yield {"stack": stack, "outputs": deployment.outputs, "created_by": deployment.created_by}
+
+
+def test_local_deploy_creates_every_data_resource(local_stack: dict[str, Any], main: dict[str, Any]) -> None:
+    created_by = local_stack["created_by"]
+    for lid, resource in main["Resources"].items():
+        if resource.get("Condition") is None:
+            assert created_by[lid] in ("cloudformation", "api"), f"{lid}: {created_by[lid]}"
+        else:
+            assert created_by[lid] == "condition-false", lid
+    glue = boto3.client("glue", region_name=REGION)
+    tables = {t["Name"]: t for t in glue.get_tables(DatabaseName="covid19")["TableList"]}
+    assert sorted(tables) == ["jhu_daily_reports", "tweet_daily_stats", "tweets"]
+    assert tables["tweets"]["StorageDescriptor"]["Location"] == "file:///tmp/covid19-lake/lake/processed/tweets/"
+    secrets = boto3.client("secretsmanager", region_name=REGION)
+    webhooks_secret = secrets.get_secret_value(SecretId=local_stack["outputs"]["WebhooksSecretName"])
+    webhooks = json.loads(webhooks_secret["SecretString"])
+    assert webhooks == {"chime": "", "slack": "", "teams": ""}
+    firehose = boto3.client("firehose", region_name=REGION)
+    description = firehose.describe_delivery_stream(
+        DeliveryStreamName=local_stack["outputs"]["TweetsDeliveryStreamName"])["DeliveryStreamDescription"]
+    destination = description["Destinations"][0]["ExtendedS3DestinationDescription"]
+    assert destination["BucketARN"] == f"arn:aws:s3:::{local_stack['outputs']['LakeBucketName']}"
+    assert destination["Prefix"] == "raw/tweets/"
+
+
+def test_local_deploy_outputs(local_stack: dict[str, Any]) -> None:
+    assert local_stack["stack"]["StackStatus"] == "CREATE_COMPLETE"
+    outputs = local_stack["outputs"]
+    assert set(outputs) >= {"LakeBucketName", "LakeUri", "JobTableName", "JobTableStreamArn", "IdempotencyTableName",
+                            "GlueDatabaseName", "WebhooksSecretName", "XBearerTokenSecretName",
+                            "TweetsDeliveryStreamName", "AthenaWorkGroupName"}
+    assert not {"MwaaWebserverUrl", "EmrServiceRoleName", "SiteUrl"} & set(outputs)
+    assert outputs["LakeUri"] == "file:///tmp/covid19-lake/lake"
+    assert outputs["JobTableName"] == "covid19-lake-jobs"
+    assert outputs["WebhooksSecretName"] == "covid19-lake/notifier/webhooks"
+
+
+def test_local_deploy_job_table(local_stack: dict[str, Any]) -> None:
+    ddb = boto3.client("dynamodb", region_name=REGION)
+    table = ddb.describe_table(TableName=local_stack["outputs"]["JobTableName"])["Table"]
+    assert table["KeySchema"] == [{"AttributeName": "job_date", "KeyType": "HASH"},
+                                  {"AttributeName": "job_name", "KeyType": "RANGE"}]
+    assert {d["AttributeName"]: d["AttributeType"] for d in table["AttributeDefinitions"]} == {
+        "job_date": "S", "job_name": "S"}
+    assert table["StreamSpecification"] == {"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"}
+    assert table["LatestStreamArn"] == local_stack["outputs"]["JobTableStreamArn"]
+    assert table["BillingModeSummary"]["BillingMode"] == "PAY_PER_REQUEST"
+    ttl = ddb.describe_time_to_live(TableName=local_stack["outputs"]["IdempotencyTableName"])
+    assert ttl["TimeToLiveDescription"]["AttributeName"] == "expiration"
+
+
+def test_local_deploy_lake_bucket(local_stack: dict[str, Any]) -> None:
+    s3 = boto3.client("s3", region_name=REGION)
+    bucket = local_stack["outputs"]["LakeBucketName"]
+    rule = s3.get_bucket_encryption(Bucket=bucket)["ServerSideEncryptionConfiguration"]["Rules"][0]
+    assert rule["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"] == "AES256"
+    # moto's CloudFormation does not apply PublicAccessBlockConfiguration or versioning: those are
+    # checked on the template itself (test_every_bucket_is_encrypted_and_private).
+
+
+def test_local_deploy_roles_and_queue(local_stack: dict[str, Any]) -> None:
+    iam = boto3.client("iam", region_name=REGION)
+    names = {r["RoleName"] for r in iam.list_roles()["Roles"]}
+    assert "covid19-lake-firehose-tweets" in names
+    # AWS-only roles are not created locally.
+    assert not {"covid19-lake-mwaa-execution", "covid19-lake-emr-service-role"} & names
+    trust = iam.get_role(RoleName="covid19-lake-firehose-tweets")["Role"]["AssumeRolePolicyDocument"]
+    assert trust["Statement"][0]["Principal"] == {"Service": "firehose.amazonaws.com"}
+    sqs = boto3.client("sqs", region_name=REGION)
+    url = sqs.get_queue_url(QueueName="covid19-lake-notifier-dlq")["QueueUrl"]
+    attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+    assert attributes["SqsManagedSseEnabled"] == "true"
+    assert attributes["MessageRetentionPeriod"] == "1209600"
