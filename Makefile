@@ -47,7 +47,7 @@ test: install check-java check-chromium dashboard lint
 	$(PY) -m pytest
 
 demo: install check-java dashboard
-	$(PY) -m local.demo
+	$(PY) -m local.demo $(DEMO_ARGS)
 
 # Real AWS (docs/deploy.md): build plugins.zip, the Lambda zips and the Spark jobs; then deploy.
 package: install

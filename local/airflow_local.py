@@ -55,6 +55,11 @@ def airflow_env(stack: Any, airflow_home: Path, **variable_overrides: Any) -> di
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{airflow_home}/airflow.db",
         "AIRFLOW_VAR_COVID19_LAKE": json.dumps(lake_variable(stack, **variable_overrides)),
+        # The analytics DAG runs its SQL on DuckDB over the local lake instead of Athena.
+        "AIRFLOW_VAR_COVID19_ANALYTICS_ENGINE": "duckdb",
+        "AIRFLOW_VAR_COVID19_LOCAL_LAKE": str(stack.lake_dir),
+        "AIRFLOW_VAR_COVID19_LOCAL_SITE": str(Path(stack.lake_dir).parent / "site"),
+        "AIRFLOW_VAR_COVID19_ATHENA_WORKGROUP": stack.outputs.get("AthenaWorkGroupName", "primary"),
         "COVID19_LAKE_SENSOR_POKE_SECONDS": "1",
         "COVID19_LAKE_SENSOR_MODE": "poke",
         "COVID19_LAKE_LAND_RETRY_MINUTES": "0.05",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 from pathlib import Path
 
@@ -43,6 +44,8 @@ def spark():
     """The one SparkSession of the test session, configured as the jobs configure theirs."""
     from spark_common import build_spark_session
 
+    # Python workers must run the venv's interpreter (the one with pyspark's exact version), not PATH's.
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     session = build_spark_session("covid19-lake-tests", master="local[2]", extra_conf={
         "spark.sql.shuffle.partitions": "4",
         "spark.ui.enabled": "false",
@@ -50,3 +53,9 @@ def spark():
     })
     yield session
     session.stop()
+
+
+@pytest.fixture(scope="session")
+def local_stack_stream_handlers() -> dict:
+    """The job table's stream drives the real notifier Lambda, as the stack's event source mapping does."""
+    return {"JobTable": "lambdas.notifier.app.handler"}

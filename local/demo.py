@@ -1,0 +1,179 @@
+"""`make demo`: the main job end to end on the embedded local stack, no AWS account needed.
+
+1. starts the local stack (moto, EMR step runner, stream bridge with the notifier, webhook sink);
+2. runs `jhu_backfill` for March 2020 (one EMR step, run by local Spark) and `jhu_daily_reports` for
+   2020-04-01, from the JHU mirror in ../shared when it is there, else from GitHub;
+3. runs the `analytics` DAG and builds the dashboard from the lake;
+4. prints a summary, saves it to .local/demo-summary.json, and stops everything it started
+   (with --serve, it serves the dashboard on 127.0.0.1 until Ctrl-C first).
+
+Running it again gives the same numbers: the lake is rewritten partition by partition.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections import Counter
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from local import airflow_local
+from local.stack import running_daemon
+
+STATE_DIR = airflow_local.REPO_ROOT / ".local"
+BACKFILL = ("2020-03-01", "2020-03-31")
+DAILY = "2020-04-01"
+JOB = "jhu_daily_reports"
+STATUSES = ("SUBMITTED", "RUNNING", "COMPLETED", "FAILED")
+
+
+def job_records(stack: Any) -> list[dict[str, Any]]:
+    from boto3.dynamodb.types import TypeDeserializer
+
+    deserialize = TypeDeserializer().deserialize
+    pages = stack.client("dynamodb").get_paginator("scan").paginate(TableName=stack.outputs["JobTableName"])
+    items = [{k: deserialize(v) for k, v in item.items()} for page in pages for item in page["Items"]]
+    return sorted(items, key=lambda i: (i["job_name"], i["job_date"]))
+
+
+def top_countries(lake: Path, day: str, limit: int = 10) -> list[dict[str, Any]]:
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(lake / "processed" / "jhu_daily_reports" / f"report_date={day}",
+                          columns=["country_region", "confirmed", "deaths"])
+    grouped = table.group_by("country_region").aggregate([("confirmed", "sum"), ("deaths", "sum")])
+    ordered = grouped.sort_by([("confirmed_sum", "descending"), ("country_region", "ascending")])
+    rows = ordered.slice(0, limit).to_pylist()
+    return [{"country": r["country_region"], "confirmed": r["confirmed_sum"], "deaths": r["deaths_sum"]}
+            for r in rows]
+
+
+def notifications(sink_log: Path, skip_lines: int) -> dict[str, Any]:
+    """What the webhook sink received during this demo, by destination and status."""
+    lines = sink_log.read_text(encoding="utf-8").splitlines()[skip_lines:] if sink_log.exists() else []
+    by_destination: Counter[str] = Counter()
+    by_status: Counter[str] = Counter()
+    for line in lines:
+        post = json.loads(line)
+        by_destination[post["path"]] += 1
+        text = json.dumps(post.get("body"), ensure_ascii=False)
+        by_status[next((s for s in STATUSES if f"{s}:" in text), "other")] += 1
+    return {"total": len(lines), "by_destination": dict(by_destination), "by_status": dict(by_status)}
+
+
+def wait_until_delivered(stack: Any, sink_log: Path, skip_lines: int, expected: int, timeout: float = 60) -> None:
+    """The stream bridge delivers asynchronously: wait until the sink has every expected post."""
+    try:
+        stack.wait_for(lambda: notifications(sink_log, skip_lines)["total"] >= expected, timeout=timeout,
+                       interval=0.2, message=f"{expected} webhook posts")
+    except TimeoutError as error:
+        print(f"warning: {error}", file=sys.stderr)
+
+
+def summarize(stack: Any, runs: dict[str, Any], started: float, sink_offset: int) -> dict[str, Any]:
+    records = [r for r in job_records(stack) if r["job_name"] == JOB]
+    completed = [r for r in records if r["status"] == "COMPLETED"]
+    return {
+        "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "wall_seconds": round(time.monotonic() - started, 1),
+        "source": airflow_local.jhu_source_url() or "GitHub (CSSEGISandData/COVID-19)",
+        "dag_runs": runs,
+        "dates_processed": len(completed),
+        "dates_failed": sorted(r["job_date"] for r in records if r["status"] == "FAILED"),
+        "rows_written": sum(int(r.get("rows_written") or 0) for r in completed),
+        "rows_quarantined": sum(int(r.get("rows_quarantined") or 0) for r in completed),
+        "top_countries_on_last_date": {"date": DAILY, "countries": top_countries(Path(stack.lake_dir), DAILY)},
+        "job_records": [
+            {k: (str(v) if k == "duration_seconds" else v) for k, v in r.items()
+             if k in ("job_date", "status", "rows_written", "rows_quarantined", "step_id", "run_id",
+                      "duration_seconds", "error")}
+            for r in records
+        ],
+        "notifications": notifications(stack.sink_log, sink_offset),
+    }
+
+
+def print_summary(summary: dict[str, Any]) -> None:
+    print("\n=== covid19-lake demo ===")
+    print(f"source: {summary['source']}")
+    for name, state in summary["dag_runs"].items():
+        print(f"DAG run {name}: {state}")
+    print(f"dates processed: {summary['dates_processed']}  failed: {summary['dates_failed'] or 'none'}")
+    print(f"rows written: {summary['rows_written']:,}  quarantined: {summary['rows_quarantined']:,}")
+    top = summary["top_countries_on_last_date"]
+    print(f"top 10 countries by confirmed cases on {top['date']}:")
+    for rank, row in enumerate(top["countries"], 1):
+        print(f"  {rank:2}. {row['country']:<24} {row['confirmed']:>10,} confirmed {row['deaths']:>8,} deaths")
+    note = summary["notifications"]
+    print(f"notifications captured by the webhook sink: {note['total']} "
+          f"{note['by_destination']} {note['by_status']}")
+    print(f"job records: {len(summary['job_records'])} (see .local/demo-summary.json)")
+
+
+def build_dashboard(stack: Any) -> Path:
+    from covid19_lake.analytics import dashboard, demo
+
+    site = Path(stack.lake_dir).parent / "site"
+    demo.prepare(Path(stack.lake_dir), site, dashboard.DEFAULT_BUNDLE)
+    return site
+
+
+def serve_dashboard(site: Path, port: int) -> None:
+    from covid19_lake.analytics.serve import make_server, url_of
+
+    server = make_server(site, port)
+    print(f"\nopen the dashboard at {url_of(server)}?country=US  (Ctrl-C to stop)", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--state-dir", type=Path, default=STATE_DIR)
+    parser.add_argument("--serve", action="store_true", help="serve the dashboard until Ctrl-C before stopping")
+    parser.add_argument("--port", type=int, default=8050)
+    args = parser.parse_args(argv)
+    started = time.monotonic()
+    state_dir = args.state_dir.resolve()
+    with running_daemon(state_dir, "--stream-handler", "JobTable=lambdas.notifier.app.handler") as stack:
+        env = airflow_local.airflow_env(stack, state_dir / "airflow")
+        os.environ.update(env)
+        sys.path.insert(0, str(airflow_local.REPO_ROOT / "plugins"))
+        sink_offset = len(stack.sink_log.read_text(encoding="utf-8").splitlines()) if stack.sink_log.exists() else 0
+        airflow_local.ensure_metadata_db(env)
+        runs = {}
+        backfill = airflow_local.run_dag("jhu_backfill", conf={"start_date": BACKFILL[0], "end_date": BACKFILL[1]})
+        runs[f"jhu_backfill {BACKFILL[0]}..{BACKFILL[1]}"] = str(backfill.state)
+        # A scheduled run's report date is its data interval start, so 2020-04-01 is the run of 04-02.
+        daily_logical = datetime.combine(date.fromisoformat(DAILY) + timedelta(days=1), datetime.min.time(), UTC)
+        daily = airflow_local.run_dag("jhu_daily_reports", logical_date=daily_logical)
+        runs[f"jhu_daily_reports {DAILY}"] = str(daily.state)
+        analytics = airflow_local.run_dag("analytics")
+        runs["analytics"] = str(analytics.state)
+        days = (date.fromisoformat(BACKFILL[1]) - date.fromisoformat(BACKFILL[0])).days + 2
+        wait_until_delivered(stack, stack.sink_log, sink_offset, expected=days * 3 * 3)
+        site = build_dashboard(stack)
+        summary = summarize(stack, runs, started, sink_offset)
+        summary["dashboard_site"] = str(site)
+        out = state_dir / "demo-summary.json"
+        out.write_text(json.dumps(summary, indent=2, default=str) + "\n", encoding="utf-8")
+        print_summary(summary)
+        print(f"dashboard built in {site}; serve it with: make demo DEMO_ARGS=--serve, "
+              f"or {sys.executable} -m covid19_lake.analytics.serve --dir {site}")
+        if args.serve:
+            serve_dashboard(site, args.port)
+    ok = all(state == "success" for state in runs.values())
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

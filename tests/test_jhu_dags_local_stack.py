@@ -1,0 +1,196 @@
+"""The JHU DAGs end to end on the embedded local stack: Airflow 3.3.1 runs the real DAG files, the
+EMR step runner runs the real Spark job with spark-submit, the job table's stream drives the real
+notifier into the webhook sink."""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from local import airflow_local
+
+pytestmark = pytest.mark.stack
+JOB = "jhu_daily_reports"
+
+
+@pytest.fixture(scope="module")
+def airflow(local_stack, jhu_mirror):
+    env = airflow_local.airflow_env(local_stack, Path(os.environ["AIRFLOW_HOME"]),
+                                    jhu_source_url=jhu_mirror.as_uri())
+    saved = {key: os.environ.get(key) for key in env}
+    os.environ.update(env)
+    airflow_local.ensure_metadata_db(env)
+    yield local_stack
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+def job_record(stack, day: str) -> dict:
+    item = stack.client("dynamodb").get_item(
+        TableName=stack.outputs["JobTableName"], Key={"job_date": {"S": day}, "job_name": {"S": JOB}},
+        ConsistentRead=True).get("Item")
+    return {k: next(iter(v.values())) for k, v in (item or {}).items()}
+
+
+def notifications(stack, day: str) -> list[tuple[str, str]]:
+    """(destination path, status) of every webhook POST about `day`, in arrival order."""
+    found = []
+    if not stack.sink_log.exists():
+        return found
+    for line in stack.sink_log.read_text(encoding="utf-8").splitlines():
+        post = json.loads(line)
+        text = json.dumps(post.get("body"), ensure_ascii=False)
+        if f"for {day}" in text:
+            status = next(s for s in ("SUBMITTED", "RUNNING", "COMPLETED", "FAILED") if f"{s}: " in text
+                          or f": {s}" in text)
+            found.append((post["path"], status))
+    return found
+
+
+def wait_for_notifications(stack, day: str, count: int) -> list[tuple[str, str]]:
+    return stack.wait_for(lambda: (n := notifications(stack, day)) and len(n) >= count and n,
+                          timeout=60, message=f"{count} notifications about {day}")
+
+
+def steps(stack) -> list[dict]:
+    return stack.client("emr").list_steps(ClusterId=stack.outputs["EmrClusterId"])["Steps"]
+
+
+def glue_partitions(stack) -> set[str]:
+    pages = stack.client("glue").get_paginator("get_partitions").paginate(
+        DatabaseName="covid19", TableName="jhu_daily_reports")
+    return {p["Values"][0] for page in pages for p in page["Partitions"]}
+
+
+def processed_rows(stack, day: str) -> int:
+    folder = Path(stack.lake_dir) / "processed" / "jhu_daily_reports" / f"report_date={day}"
+    return sum(pq.read_metadata(f).num_rows for f in folder.glob("*.parquet"))
+
+
+def test_daily_run_lands_processes_catalogs_records_and_notifies(airflow, jhu_mirror):
+    stack = airflow
+    # A scheduled run's report date is its data interval start: this run covers 2020-03-01.
+    run = airflow_local.run_dag("jhu_daily_reports", logical_date=datetime(2020, 3, 2, tzinfo=UTC))
+    states = airflow_local.task_states(run)
+    assert str(run.state) == "success", states
+    assert states["spark_job.create_cluster"] == "skipped" and states["spark_job.find_cluster"] == "success"
+
+    raw = Path(stack.lake_dir) / "raw/jhu/daily_reports/report_date=2020-03-01/03-01-2020.csv"
+    assert raw.read_bytes() == (jhu_mirror / "03-01-2020.csv").read_bytes()
+    record = job_record(stack, "2020-03-01")
+    assert record["status"] == "COMPLETED" and record["dag_id"] == "jhu_daily_reports"
+    assert int(record["rows_written"]) == processed_rows(stack, "2020-03-01") > 0
+    assert record["step_id"] in {s["Id"] for s in steps(stack)}
+    assert "2020-03-01" in glue_partitions(stack)
+    sent = wait_for_notifications(stack, "2020-03-01", 9)
+    for destination in ("/chime", "/slack", "/teams"):
+        assert [s for d, s in sent if d == destination] == ["SUBMITTED", "RUNNING", "COMPLETED"]
+
+
+def test_rerun_of_a_completed_date_adds_no_step_and_no_notification(airflow):
+    stack = airflow
+    before_steps, before_sent = len(steps(stack)), len(notifications(stack, "2020-03-01"))
+    run = airflow_local.run_dag("jhu_daily_reports", logical_date=datetime(2020, 3, 2, tzinfo=UTC))
+    states = airflow_local.task_states(run)
+    assert states["spark_job.claim"] == "skipped" and states["spark_job.add_step"] == "skipped"
+    assert len(steps(stack)) == before_steps
+    assert job_record(stack, "2020-03-01")["status"] == "COMPLETED"
+    assert len(notifications(stack, "2020-03-01")) == before_sent
+
+
+def test_a_failing_step_records_failed_with_the_reason(airflow):
+    stack = airflow
+    raw = Path(stack.lake_dir) / "raw/jhu/daily_reports/report_date=2020-04-01/04-01-2020.csv"
+    raw.parent.mkdir(parents=True, exist_ok=True)
+    raw.write_text("Region,Cases,When\nNowhere,1,2020-04-01\n", encoding="utf-8")  # lands as "present"
+    run = airflow_local.run_dag("jhu_daily_reports", logical_date=datetime(2020, 4, 2, tzinfo=UTC))
+    states = airflow_local.task_states(run)
+    assert str(run.state) == "failed", states
+    assert states["spark_job.wait_for_end"] == "failed" and states["spark_job.record_results"] == "failed"
+    record = job_record(stack, "2020-04-01")
+    assert record["status"] == "FAILED"
+    assert "04-01-2020.csv" in record["error"] and "Region,Cases,When" in record["error"]
+    step = next(s for s in steps(stack) if s["Id"] == record["step_id"])
+    assert step["Status"]["State"] == "FAILED"
+    assert "2020-04-01" not in glue_partitions(stack)
+    sent = wait_for_notifications(stack, "2020-04-01", 9)
+    assert [s for d, s in sent if d == "/slack"] == ["SUBMITTED", "RUNNING", "FAILED"]
+    raw.unlink()
+
+
+def test_a_second_trigger_is_refused_while_the_first_step_is_live(airflow, tmp_path):
+    """Run A holds 2020-05-01 with a step that is really RUNNING; run B must not add a second one."""
+    from covid19_lake.job_table import JobTable, RunInfo
+
+    stack = airflow
+    release = tmp_path / "release"
+    script = tmp_path / "hold.py"
+    script.write_text(
+        "import pathlib, time\n"
+        f"while not pathlib.Path({str(release)!r}).exists():\n    time.sleep(0.2)\n", encoding="utf-8")
+    cluster = stack.outputs["EmrClusterId"]
+    emr = stack.client("emr")
+    live = emr.add_job_flow_steps(JobFlowId=cluster, Steps=[{
+        "Name": "run A", "ActionOnFailure": "CONTINUE",
+        "HadoopJarStep": {"Jar": "command-runner.jar", "Args": ["spark-submit", str(script)]}}])["StepIds"][0]
+    stack.wait_for(lambda: emr.describe_step(ClusterId=cluster, StepId=live)["Step"]["Status"]["State"] == "RUNNING",
+                   timeout=120, message="the holding step to run")
+    table = JobTable(stack.outputs["JobTableName"])
+    run_a = RunInfo("jhu_backfill", "manual__run_a", 1)
+    from datetime import timedelta
+    assert table.claim("2020-05-01", JOB, run_a, cluster_id=cluster, force=False, claim_timeout=timedelta(minutes=30),
+                       step_state=lambda c, s: None).action == "claim"
+    table.record_step("2020-05-01", JOB, run_a.run_id, cluster, live)
+    try:
+        before = len(steps(stack))
+        run_b = airflow_local.run_dag("jhu_daily_reports", logical_date=datetime(2020, 5, 2, tzinfo=UTC),
+                                      conf={"force": True})
+        states = airflow_local.task_states(run_b)
+        assert states["spark_job.claim"] == "skipped" and states["spark_job.add_step"] == "skipped"
+        assert len(steps(stack)) == before
+        assert job_record(stack, "2020-05-01")["run_id"] == "manual__run_a"
+    finally:
+        release.write_text("go", encoding="utf-8")
+    stack.wait_for(lambda: emr.describe_step(ClusterId=cluster, StepId=live)["Step"]["Status"]["State"] == "COMPLETED",
+                   timeout=120, message="the holding step to finish")
+
+
+def test_backfill_lands_in_parallel_runs_one_step_and_is_idempotent(airflow):
+    stack = airflow
+    days = [f"2020-03-{d:02d}" for d in range(9, 14)]  # includes 03-10-2020's WHO-style names
+    before = len(steps(stack))
+    conf = {"start_date": days[0], "end_date": days[-1]}
+    run = airflow_local.run_dag("jhu_backfill", conf=conf)
+    states = airflow_local.task_states(run)
+    assert str(run.state) == "success", states
+    added = steps(stack)[: len(steps(stack)) - before]
+    assert len(added) == 1
+    args = added[0]["Config"]["Args"]
+    assert args[args.index("--start-date") + 1] == days[0] and args[args.index("--end-date") + 1] == days[-1]
+    rows = {day: processed_rows(stack, day) for day in days}
+    for day in days:
+        record = job_record(stack, day)
+        assert record["status"] == "COMPLETED" and int(record["rows_written"]) == rows[day] > 0
+    assert set(days) <= glue_partitions(stack)
+
+    # Again without force: every date is COMPLETED, nothing runs.
+    again = airflow_local.run_dag("jhu_backfill", conf=conf)
+    assert airflow_local.task_states(again)["spark_job.claim"] == "skipped"
+    assert len(steps(stack)) == before + 1
+    # With force: one more step, the same rows (dynamic partition overwrite, no duplicates).
+    forced = airflow_local.run_dag("jhu_backfill", conf={**conf, "force": True})
+    assert str(forced.state) == "success", airflow_local.task_states(forced)
+    assert len(steps(stack)) == before + 2
+    assert {day: processed_rows(stack, day) for day in days} == rows
+    attempts = json.loads(json.dumps(stack.client("dynamodb").get_item(
+        TableName=stack.outputs["JobTableName"], Key={"job_date": {"S": days[0]}, "job_name": {"S": JOB}}
+    )["Item"]["attempts"]))
+    assert len(attempts["L"]) == 2
