@@ -146,17 +146,22 @@ def main(argv: list[str] | None = None) -> int:
     state_dir = args.state_dir.resolve()
     with running_daemon(state_dir, "--stream-handler", "JobTable=lambdas.notifier.app.handler") as stack:
         env = airflow_local.airflow_env(stack, state_dir / "airflow")
+        # Task logs stay in the Airflow home; the console shows progress and the summary.
+        env["AIRFLOW__LOGGING__LOGGING_LEVEL"] = os.environ.get("AIRFLOW__LOGGING__LOGGING_LEVEL", "WARNING")
         os.environ.update(env)
         sys.path.insert(0, str(airflow_local.REPO_ROOT / "plugins"))
         sink_offset = len(stack.sink_log.read_text(encoding="utf-8").splitlines()) if stack.sink_log.exists() else 0
         airflow_local.ensure_metadata_db(env)
         runs = {}
+        print(f"local stack up; running jhu_backfill {BACKFILL[0]}..{BACKFILL[1]} (one EMR step)", flush=True)
         backfill = airflow_local.run_dag("jhu_backfill", conf={"start_date": BACKFILL[0], "end_date": BACKFILL[1]})
         runs[f"jhu_backfill {BACKFILL[0]}..{BACKFILL[1]}"] = str(backfill.state)
         # A scheduled run's report date is its data interval start, so 2020-04-01 is the run of 04-02.
         daily_logical = datetime.combine(date.fromisoformat(DAILY) + timedelta(days=1), datetime.min.time(), UTC)
+        print(f"running jhu_daily_reports for {DAILY}", flush=True)
         daily = airflow_local.run_dag("jhu_daily_reports", logical_date=daily_logical)
         runs[f"jhu_daily_reports {DAILY}"] = str(daily.state)
+        print("running analytics (views on the local lake) and building the dashboard", flush=True)
         analytics = airflow_local.run_dag("analytics")
         runs["analytics"] = str(analytics.state)
         days = (date.fromisoformat(BACKFILL[1]) - date.fromisoformat(BACKFILL[0])).days + 2
