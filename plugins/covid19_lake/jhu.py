@@ -24,8 +24,8 @@ def spark_arguments(cfg: LakeConfig, dates: list[str], summary: str) -> list[str
     return [*args, "--country-mapping", mapping, "--summary-uri", summary]
 
 
-SPARK_JOB = SparkJob(name=JOB_NAME, script="jhu_daily_reports.py", glue_table="jhu_daily_reports",
-                     arguments=spark_arguments)
+SPARK_JOB = SparkJob(name=JOB_NAME, script="jhu_daily_reports.py", arguments=spark_arguments,
+                     glue_tables=("jhu_daily_reports",))
 
 
 class NotPublishedInTime(RuntimeError):

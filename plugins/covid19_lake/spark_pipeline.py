@@ -32,17 +32,6 @@ from covid19_lake.config import LakeConfig, ParseTimeSettings
 from covid19_lake.lake import Lake
 
 
-@dataclass(frozen=True)
-class SparkJob:
-    """What differs between processing jobs."""
-
-    name: str  # the job table's job_name, e.g. "jhu_daily_reports"
-    script: str  # file under spark_jobs_uri
-    glue_table: str
-    # (config, dates to process, summary URI) -> the job's own arguments after the script
-    arguments: Callable[[LakeConfig, list[str], str], list[str]]
-
-
 def run_info(context: dict[str, Any]) -> job_table.RunInfo:
     ti = context["ti"]
     return job_table.RunInfo(dag_id=ti.dag_id, run_id=ti.run_id, try_number=int(ti.try_number or 1))
@@ -82,6 +71,27 @@ def final_statuses(
             results[day] = {"status": job_table.FAILED, "rows_written": None, "rows_quarantined": None,
                             "error": step_error or "the Spark job wrote no result for this date"}
     return results
+
+
+def completed_dates(keys: Sequence[str], summary: dict[str, Any] | None) -> list[str]:
+    """The claimed dates the job summary reports COMPLETED: the partitions to catalog."""
+    per_date = (summary or {}).get("dates", {})
+    return [key for key in keys if (per_date.get(key) or {}).get("status") == job_table.COMPLETED]
+
+
+@dataclass(frozen=True)
+class SparkJob:
+    """What differs between processing jobs."""
+
+    name: str  # the job table's job_name, e.g. "jhu_daily_reports"
+    script: str  # file under spark_jobs_uri
+    # (config, claimed keys, summary URI) -> the job's own arguments after the script
+    arguments: Callable[[LakeConfig, list[str], str], list[str]]
+    glue_tables: tuple[str, ...] = ()
+    # (claimed keys, summary) -> values of the tables' single partition key to add
+    partition_values: Callable[[Sequence[str], dict[str, Any] | None], list[str]] = completed_dates
+    # (claimed keys, summary, EMR step or None) -> each key's final record fields
+    results: Callable[..., dict[str, dict[str, Any]]] = final_statuses
 
 
 def emr_spark_job(
@@ -189,16 +199,16 @@ def emr_spark_job(
                                      **sensor_kwargs)
 
         @task(trigger_rule=TriggerRule.ALL_DONE)
-        def add_partitions(claimed: dict[str, list[str]] | None, **context) -> dict[str, int]:
+        def add_partitions(claimed: dict[str, list[str]] | None, **context) -> dict[str, dict[str, int]]:
             if not claimed:
                 raise AirflowSkipException("no dates were claimed")
             cfg = LakeConfig.load()
             summary = read_summary(cfg, summary_uri(cfg, job, context["ti"].run_id, claimed["dates"]))
-            done = [d for d in claimed["dates"]
-                    if ((summary or {}).get("dates", {}).get(d) or {}).get("status") == job_table.COMPLETED]
-            if not done:
-                raise AirflowSkipException("the job completed no date")
-            return glue.add_partitions(cfg.glue_database, job.glue_table, done, cfg.aws_conn_id)
+            values = job.partition_values(claimed["dates"], summary)
+            if not values:
+                raise AirflowSkipException("the job completed no partition")
+            return {table: glue.add_partitions(cfg.glue_database, table, values, cfg.aws_conn_id)
+                    for table in job.glue_tables}
 
         @task.branch(trigger_rule=TriggerRule.ALL_DONE)
         def after_job(**context) -> list[str]:
@@ -224,7 +234,7 @@ def emr_spark_job(
             if step and step["Status"]["State"] in job_table.ACTIVE_STEP_STATES:
                 raise AirflowFailException(f"step {step['Id']} is still {step['Status']['State']}")
             summary = read_summary(cfg, summary_uri(cfg, job, run_id, claimed["dates"]))
-            results = final_statuses(claimed["dates"], summary, step or _missing_step(cluster, step_ids))
+            results = job.results(claimed["dates"], summary, step or _missing_step(cluster, step_ids))
             table = job_table.JobTable(cfg.job_table, cfg.aws_conn_id)
             ended = job_table.utc_now()
             for day, fields in results.items():

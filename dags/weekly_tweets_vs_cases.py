@@ -1,0 +1,34 @@
+"""Weekly: tweets per country and ISO week next to the week's new cases and deaths from JHU.
+
+The original project's third job. One run a week (Monday to Sunday, UTC), on EMR through the same
+building block as every processing DAG.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from airflow.sdk import DAG, CronDataIntervalTimetable, Param, task
+
+from covid19_lake import tweet_jobs
+from covid19_lake.dag_defaults import DEFAULT_ARGS
+from covid19_lake.spark_pipeline import emr_spark_job
+
+with DAG(
+    dag_id="weekly_tweets_vs_cases",
+    description="Tweets per country and week next to new cases and deaths",
+    schedule=CronDataIntervalTimetable("0 0 * * 1", timezone="UTC"),
+    start_date=datetime(2026, 11, 2, tzinfo=UTC),
+    catchup=False,
+    max_active_runs=1,
+    default_args=DEFAULT_ARGS,
+    params={"force": Param(False, type="boolean", description="Rebuild even if the week is COMPLETED")},
+    tags=["covid19", "tweets", "jhu", "emr"],
+    doc_md=__doc__,
+) as dag:
+
+    @task
+    def week(**context) -> list[str]:
+        return [context["data_interval_start"].date().isoformat()]
+
+    emr_spark_job(tweet_jobs.WEEKLY_JOB, week())
