@@ -24,7 +24,7 @@ with DAG(
     dag_id="tweets_process",
     description="Process an hour of raw tweets into the tweets and tweet_daily_stats tables",
     schedule=CronDataIntervalTimetable("@hourly", timezone="UTC"),
-    start_date=datetime(2026, 11, 1, tzinfo=UTC),
+    start_date=datetime(2020, 1, 1, tzinfo=UTC),  # catchup is off: only dates test runs may ask for
     catchup=False,
     max_active_runs=2,
     default_args=DEFAULT_ARGS,

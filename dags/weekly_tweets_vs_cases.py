@@ -18,7 +18,7 @@ with DAG(
     dag_id="weekly_tweets_vs_cases",
     description="Tweets per country and week next to new cases and deaths",
     schedule=CronDataIntervalTimetable("0 0 * * 1", timezone="UTC"),
-    start_date=datetime(2026, 11, 2, tzinfo=UTC),
+    start_date=datetime(2020, 1, 20, tzinfo=UTC),  # a Monday; catchup is off
     catchup=False,
     max_active_runs=1,
     default_args=DEFAULT_ARGS,

@@ -59,3 +59,20 @@ def spark():
 def local_stack_stream_handlers() -> dict:
     """The job table's stream drives the real notifier Lambda, as the stack's event source mapping does."""
     return {"JobTable": "lambdas.notifier.app.handler"}
+
+
+@pytest.fixture(scope="session")
+def airflow_on_local_stack(local_stack, jhu_mirror):
+    """Airflow 3.3.1 in this process, configured for the session's local stack (as `make demo` does)."""
+    from local import airflow_local
+
+    env = airflow_local.airflow_env(local_stack, Path(os.environ["AIRFLOW_HOME"]), jhu_source_url=jhu_mirror.as_uri())
+    saved = {key: os.environ.get(key) for key in env}
+    os.environ.update(env)
+    airflow_local.ensure_metadata_db(env)
+    yield local_stack
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value

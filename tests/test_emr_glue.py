@@ -104,7 +104,7 @@ def test_partitions_are_added_in_batches_and_only_once(aws):
     make_table("s3://lake/processed/jhu_daily_reports/")
     days = [f"2020-{m:02d}-{d:02d}" for m in range(1, 9) for d in range(1, 29)]  # 224 dates, 3 batches
     assert glue.add_partitions("covid19", "jhu_daily_reports", days) == {"created": 224, "existing": 0}
-    assert glue.add_partitions("covid19", "jhu_daily_reports", days[:150] + ["2021-01-01"]) == {
+    assert glue.add_partitions("covid19", "jhu_daily_reports", [*days[:150], "2021-01-01"]) == {
         "created": 1, "existing": 150}
     client = boto3.client("glue", region_name="us-east-1")
     partition = client.get_partition(DatabaseName="covid19", TableName="jhu_daily_reports",

@@ -5,7 +5,6 @@ notifier into the webhook sink."""
 from __future__ import annotations
 
 import json
-import os
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -18,24 +17,14 @@ pytestmark = pytest.mark.stack
 JOB = "jhu_daily_reports"
 
 
-@pytest.fixture(scope="module")
-def airflow(local_stack, jhu_mirror):
-    env = airflow_local.airflow_env(local_stack, Path(os.environ["AIRFLOW_HOME"]),
-                                    jhu_source_url=jhu_mirror.as_uri())
-    saved = {key: os.environ.get(key) for key in env}
-    os.environ.update(env)
-    airflow_local.ensure_metadata_db(env)
-    yield local_stack
-    for key, value in saved.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
+@pytest.fixture
+def airflow(airflow_on_local_stack):
+    return airflow_on_local_stack
 
 
-def job_record(stack, day: str) -> dict:
+def job_record(stack, day: str, job: str = JOB) -> dict:
     item = stack.client("dynamodb").get_item(
-        TableName=stack.outputs["JobTableName"], Key={"job_date": {"S": day}, "job_name": {"S": JOB}},
+        TableName=stack.outputs["JobTableName"], Key={"job_date": {"S": day}, "job_name": {"S": job}},
         ConsistentRead=True).get("Item")
     return {k: next(iter(v.values())) for k, v in (item or {}).items()}
 

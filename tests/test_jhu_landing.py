@@ -6,6 +6,7 @@ import http.server
 import threading
 from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
@@ -15,10 +16,10 @@ from covid19_lake.lake import Lake
 
 
 class FakeGitHub(http.server.BaseHTTPRequestHandler):
-    files: dict[str, bytes] = {}
-    requests: list[str] = []
+    files: ClassVar[dict[str, bytes]] = {}
+    requests: ClassVar[list[str]] = []
 
-    def do_GET(self):  # noqa: N802 (http.server's naming)
+    def do_GET(self):
         type(self).requests.append(self.path)
         name = self.path.rsplit("/", 1)[-1]
         if name == "03-02-2020.csv":
