@@ -123,19 +123,6 @@ def build_dashboard(stack: Any) -> Path:
     return site
 
 
-def serve_dashboard(site: Path, port: int) -> None:
-    from covid19_lake.analytics.serve import make_server, url_of
-
-    server = make_server(site, port)
-    print(f"\nopen the dashboard at {url_of(server)}?country=US  (Ctrl-C to stop)", flush=True)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server_close()
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--state-dir", type=Path, default=STATE_DIR)
@@ -175,7 +162,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"dashboard built in {site}; serve it with: make demo DEMO_ARGS=--serve, "
               f"or {sys.executable} -m covid19_lake.analytics.serve --dir {site}")
         if args.serve:
-            serve_dashboard(site, args.port)
+            from covid19_lake.analytics.serve import serve_until_interrupted
+
+            serve_until_interrupted(site, args.port, "?country=US")
     ok = all(state == "success" for state in runs.values())
     return 0 if ok else 1
 

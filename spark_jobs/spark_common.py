@@ -26,3 +26,19 @@ def build_spark_session(app_name: str, master: str | None = None, extra_conf: di
     for key, value in {**SESSION_CONF, **(extra_conf or {})}.items():
         builder = builder.config(key, value)
     return builder.getOrCreate()
+
+
+def path_exists(spark: SparkSession, uri: str) -> bool:
+    """Through Hadoop's FileSystem, so s3:// (EMRFS) and local paths behave the same."""
+    path = spark.sparkContext._jvm.org.apache.hadoop.fs.Path(uri)
+    return path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration()).exists(path)
+
+
+def write_text(spark: SparkSession, uri: str, text: str) -> None:
+    """Create or replace a small text object (a job summary) at ``uri``."""
+    path = spark.sparkContext._jvm.org.apache.hadoop.fs.Path(uri)
+    stream = path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration()).create(path, True)
+    try:
+        stream.write(bytearray(text.encode("utf-8")))
+    finally:
+        stream.close()

@@ -27,6 +27,7 @@ from pathlib import Path
 from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
+from spark_common import build_spark_session, path_exists, write_text
 
 JOB = "tweets"
 DEFAULT_REFERENCE = Path(__file__).resolve().parent / "reference"
@@ -141,24 +142,7 @@ def hour_uri(lake: str, hour: datetime) -> str:
 
 
 def existing_paths(spark: SparkSession, uris: list[str]) -> list[str]:
-    jvm = spark.sparkContext._jvm
-    conf = spark.sparkContext._jsc.hadoopConfiguration()
-    found = []
-    for uri in uris:
-        path = jvm.org.apache.hadoop.fs.Path(uri)
-        if path.getFileSystem(conf).exists(path):
-            found.append(uri)
-    return found
-
-
-def write_text(spark: SparkSession, uri: str, text: str) -> None:
-    jvm = spark.sparkContext._jvm
-    path = jvm.org.apache.hadoop.fs.Path(uri)
-    stream = path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration()).create(path, True)
-    try:
-        stream.write(bytearray(text.encode("utf-8")))
-    finally:
-        stream.close()
+    return [uri for uri in uris if path_exists(spark, uri)]
 
 
 # ---------------------------------------------------------------- parsing
@@ -447,8 +431,6 @@ def run(spark: SparkSession, args: argparse.Namespace) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from spark_common import build_spark_session
-
     args = parse_args(sys.argv[1:] if argv is None else argv)
     spark = build_spark_session("covid19-lake-tweets")
     summary = run(spark, args)

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
+from spark_common import build_spark_session, path_exists, write_text
 
 JOB = "weekly_tweets_vs_cases"
 DEFAULT_REFERENCE = Path(__file__).resolve().parent / "reference"
@@ -46,22 +47,6 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 def week_starts(start: date, end: date) -> list[date]:
     first = start - timedelta(days=start.weekday())
     return [first + timedelta(weeks=i) for i in range((end - first).days // 7 + 1)]
-
-
-def path_exists(spark: SparkSession, uri: str) -> bool:
-    jvm = spark.sparkContext._jvm
-    path = jvm.org.apache.hadoop.fs.Path(uri)
-    return path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration()).exists(path)
-
-
-def write_text(spark: SparkSession, uri: str, text: str) -> None:
-    jvm = spark.sparkContext._jvm
-    path = jvm.org.apache.hadoop.fs.Path(uri)
-    stream = path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration()).create(path, True)
-    try:
-        stream.write(bytearray(text.encode("utf-8")))
-    finally:
-        stream.close()
 
 
 def load_country_codes(spark: SparkSession, reference_uri: str) -> DataFrame:
@@ -157,8 +142,6 @@ def run(spark: SparkSession, args: argparse.Namespace) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from spark_common import build_spark_session
-
     args = parse_args(sys.argv[1:] if argv is None else argv)
     spark = build_spark_session("covid19-lake-weekly-tweets-vs-cases")
     summary = run(spark, args)

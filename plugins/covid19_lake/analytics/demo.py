@@ -13,7 +13,7 @@ from pathlib import Path
 
 from covid19_lake.analytics import dashboard, fixture_lake
 from covid19_lake.analytics.duck import table_dir
-from covid19_lake.analytics.serve import DEFAULT_PORT, make_server, url_of
+from covid19_lake.analytics.serve import DEFAULT_PORT, serve_until_interrupted
 
 JHU_MIRROR = dashboard.REPO_ROOT.parent / "shared" / "data" / "jhu" / "daily_reports"
 
@@ -41,14 +41,7 @@ def main(argv: list[str] | None = None) -> None:
           f"{meta['latest_report_date']})", flush=True)
     if args.no_serve:
         return
-    server = make_server(args.site, args.port)
-    print(f"open the dashboard at {url_of(server)}  (Ctrl-C to stop)", flush=True)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server_close()
+    serve_until_interrupted(args.site, args.port)
 
 
 if __name__ == "__main__":

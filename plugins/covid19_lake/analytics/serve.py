@@ -42,19 +42,24 @@ def serve_in_thread(directory: Path, port: int = 0) -> tuple[ThreadingHTTPServer
     return server, thread
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Serve the dashboard on 127.0.0.1")
-    parser.add_argument("--dir", type=Path, required=True)
-    parser.add_argument("--port", type=int, default=DEFAULT_PORT)
-    args = parser.parse_args(argv)
-    server = make_server(args.dir, args.port)
-    print(f"dashboard at {url_of(server)} (Ctrl-C to stop)", flush=True)
+def serve_until_interrupted(site: Path, port: int = DEFAULT_PORT, path: str = "") -> None:
+    """Serve ``site`` on 127.0.0.1 until Ctrl-C."""
+    server = make_server(site, port)
+    print(f"open the dashboard at {url_of(server)}{path}  (Ctrl-C to stop)", flush=True)
     try:
         server.serve_forever()
     except KeyboardInterrupt:
         pass
     finally:
         server.server_close()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Serve the dashboard on 127.0.0.1")
+    parser.add_argument("--dir", type=Path, required=True)
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT)
+    args = parser.parse_args(argv)
+    serve_until_interrupted(args.dir, args.port)
 
 
 if __name__ == "__main__":
