@@ -1,14 +1,15 @@
 """JHU CSSE daily reports, one day a run: land the day's CSV, process it on EMR, catalog it.
 
 Catchup runs one date per run from 2020-01-22; for history, `jhu_backfill` does a whole range in one
-EMR step. The report date is the run's data interval start.
+EMR step. A run's report date is its logical date, so `airflow backfill create --from-date A --to-date B`
+processes the reports A..B; the run for D starts at midnight and waits until JHU publishes D's file.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from airflow.sdk import DAG, CronDataIntervalTimetable, Param, PokeReturnValue, chain, task
+from airflow.sdk import DAG, CronTriggerTimetable, Param, PokeReturnValue, chain, task
 from airflow.sdk.exceptions import AirflowFailException
 
 from covid19_lake import jhu
@@ -22,7 +23,7 @@ settings = ParseTimeSettings.from_env()
 with DAG(
     dag_id="jhu_daily_reports",
     description="Land, process and catalog one JHU CSSE daily report",
-    schedule=CronDataIntervalTimetable("@daily", timezone="UTC"),
+    schedule=CronTriggerTimetable("@daily", timezone="UTC"),
     start_date=datetime.combine(JHU_FIRST_DATE, datetime.min.time(), tzinfo=UTC),
     end_date=datetime.combine(settings.jhu_end_date, datetime.min.time(), tzinfo=UTC),
     catchup=True,
@@ -40,7 +41,7 @@ with DAG(
     )
     def land_report(**context) -> PokeReturnValue:
         """Copy the day's file into the raw zone; wait while JHU has not published it."""
-        day = context["data_interval_start"].date()
+        day = (context["logical_date"] or context["dag_run"].run_after).date()
         try:
             uri = jhu.land_or_wait(LakeConfig.load(), day, datetime.now(UTC))
         except jhu.NotPublishedInTime as error:

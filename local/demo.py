@@ -18,7 +18,7 @@ import os
 import sys
 import time
 from collections import Counter
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -143,8 +143,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"local stack up; running jhu_backfill {BACKFILL[0]}..{BACKFILL[1]} (one EMR step)", flush=True)
         backfill = airflow_local.run_dag("jhu_backfill", conf={"start_date": BACKFILL[0], "end_date": BACKFILL[1]})
         runs[f"jhu_backfill {BACKFILL[0]}..{BACKFILL[1]}"] = str(backfill.state)
-        # A scheduled run's report date is its data interval start, so 2020-04-01 is the run of 04-02.
-        daily_logical = datetime.combine(date.fromisoformat(DAILY) + timedelta(days=1), datetime.min.time(), UTC)
+        daily_logical = datetime.combine(date.fromisoformat(DAILY), datetime.min.time(), UTC)
         print(f"running jhu_daily_reports for {DAILY}", flush=True)
         daily = airflow_local.run_dag("jhu_daily_reports", logical_date=daily_logical)
         runs[f"jhu_daily_reports {DAILY}"] = str(daily.state)

@@ -66,8 +66,7 @@ def processed_rows(stack, day: str) -> int:
 
 def test_daily_run_lands_processes_catalogs_records_and_notifies(airflow, jhu_mirror):
     stack = airflow
-    # A scheduled run's report date is its data interval start: this run covers 2020-03-01.
-    run = airflow_local.run_dag("jhu_daily_reports", logical_date=datetime(2020, 3, 2, tzinfo=UTC))
+    run = airflow_local.run_dag("jhu_daily_reports", logical_date=datetime(2020, 3, 1, tzinfo=UTC))
     states = airflow_local.task_states(run)
     assert str(run.state) == "success", states
     assert states["spark_job.create_cluster"] == "skipped" and states["spark_job.find_cluster"] == "success"
@@ -87,7 +86,7 @@ def test_daily_run_lands_processes_catalogs_records_and_notifies(airflow, jhu_mi
 def test_rerun_of_a_completed_date_adds_no_step_and_no_notification(airflow):
     stack = airflow
     before_steps, before_sent = len(steps(stack)), len(notifications(stack, "2020-03-01"))
-    run = airflow_local.run_dag("jhu_daily_reports", logical_date=datetime(2020, 3, 2, tzinfo=UTC))
+    run = airflow_local.run_dag("jhu_daily_reports", logical_date=datetime(2020, 3, 1, tzinfo=UTC))
     states = airflow_local.task_states(run)
     assert states["spark_job.claim"] == "skipped" and states["spark_job.add_step"] == "skipped"
     assert len(steps(stack)) == before_steps
@@ -100,7 +99,7 @@ def test_a_failing_step_records_failed_with_the_reason(airflow):
     raw = Path(stack.lake_dir) / "raw/jhu/daily_reports/report_date=2020-04-01/04-01-2020.csv"
     raw.parent.mkdir(parents=True, exist_ok=True)
     raw.write_text("Region,Cases,When\nNowhere,1,2020-04-01\n", encoding="utf-8")  # lands as "present"
-    run = airflow_local.run_dag("jhu_daily_reports", logical_date=datetime(2020, 4, 2, tzinfo=UTC))
+    run = airflow_local.run_dag("jhu_daily_reports", logical_date=datetime(2020, 4, 1, tzinfo=UTC))
     states = airflow_local.task_states(run)
     assert str(run.state) == "failed", states
     assert states["spark_job.wait_for_end"] == "failed" and states["spark_job.record_results"] == "failed"
@@ -140,7 +139,7 @@ def test_a_second_trigger_is_refused_while_the_first_step_is_live(airflow, tmp_p
     table.record_step("2020-05-01", JOB, run_a.run_id, cluster, live)
     try:
         before = len(steps(stack))
-        run_b = airflow_local.run_dag("jhu_daily_reports", logical_date=datetime(2020, 5, 2, tzinfo=UTC),
+        run_b = airflow_local.run_dag("jhu_daily_reports", logical_date=datetime(2020, 5, 1, tzinfo=UTC),
                                       conf={"force": True})
         states = airflow_local.task_states(run_b)
         assert states["spark_job.claim"] == "skipped" and states["spark_job.add_step"] == "skipped"
@@ -183,3 +182,17 @@ def test_backfill_lands_in_parallel_runs_one_step_and_is_idempotent(airflow):
         TableName=stack.outputs["JobTableName"], Key={"job_date": {"S": days[0]}, "job_name": {"S": JOB}}
     )["Item"]["attempts"]))
     assert len(attempts["L"]) == 2
+
+
+def test_airflow_backfill_create_plans_one_run_per_report_date(airflow):
+    """`airflow backfill create` over the daily DAG: its runs' logical dates are the report dates."""
+    import subprocess
+    import sys
+
+    airflow_cli = str(Path(sys.executable).with_name("airflow"))
+    subprocess.run([airflow_cli, "dags", "reserialize"], check=True, capture_output=True)
+    planned = subprocess.run(
+        [airflow_cli, "backfill", "create", "--dag-id", "jhu_daily_reports", "--from-date", "2020-06-01",
+         "--to-date", "2020-06-03", "--dry-run"], check=True, capture_output=True, text=True).stdout
+    assert [line.split("|")[1].strip()[:10] for line in planned.splitlines()
+            if line.startswith("| 2020-")] == ["2020-06-01", "2020-06-02", "2020-06-03"]
