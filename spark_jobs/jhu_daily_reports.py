@@ -33,7 +33,7 @@ from pyspark import StorageLevel
 from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql.types import StringType, StructField, StructType
-from spark_common import build_spark_session
+from spark_common import build_spark_session, write_text
 
 JOB_NAME = "jhu_daily_reports"
 DEFAULT_MAPPING = Path(__file__).resolve().parent / "reference" / "jhu_country_mapping.csv"
@@ -194,13 +194,6 @@ class HadoopFs:
             return reader.readLine()
         finally:
             reader.close()
-
-    def write_text(self, uri: str, text: str) -> None:
-        out = self.fs.create(self._path(uri), True)
-        try:
-            out.write(bytearray(text.encode("utf-8")))
-        finally:
-            out.close()
 
     def delete_dir(self, uri: str) -> None:
         """Recursive delete; a missing directory is fine."""
@@ -638,7 +631,7 @@ def main(argv: Sequence[str] | None = None, spark: SparkSession | None = None) -
         if args.summary_uri:
             summary_uri = (args.summary_uri if urlparse(args.summary_uri).scheme
                            else Path(args.summary_uri).resolve().as_uri())
-            HadoopFs(spark, summary_uri).write_text(summary_uri, text + "\n")
+            write_text(spark, summary_uri, text + "\n")
     finally:
         if own_session:
             spark.stop()

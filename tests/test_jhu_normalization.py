@@ -1,4 +1,7 @@
-"""spark_jobs/jhu_daily_reports.py on real files of every era (from ../shared) and on crafted ones."""
+"""spark_jobs/jhu_daily_reports.py on real oddities of every era (from ../shared) and crafted rows.
+
+The country mapping's coverage of all 495 files is proven in test_jhu_country_mapping.py.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +15,6 @@ import jhu_daily_reports as job
 import pyarrow.parquet as pq
 import pytest
 
-MAPPING = Path(job.DEFAULT_MAPPING)
 CONTRACT = [
     ("country_region", "string"), ("province_state", "string"), ("admin2", "string"), ("fips", "string"),
     ("iso3", "string"), ("combined_key", "string"), ("last_update", "timestamp"), ("latitude", "double"),
@@ -57,31 +59,6 @@ def read_table(lake: Path, table: str, day: str) -> list[dict]:
 def assert_rows_accounted_for(entry: dict) -> None:
     assert entry["rows_read"] == (entry["rows_written"] + entry["rows_quarantined"]
                                   + entry["exact_duplicates_dropped"] + entry["key_duplicates_resolved"]), entry
-
-
-def test_every_country_name_in_all_495_files_maps(jhu_mirror):
-    with MAPPING.open(encoding="utf-8", newline="") as handle:
-        mapping = {row["source_name"]: row for row in csv.DictReader(handle)}
-    names: set[str] = set()
-    files = sorted(jhu_mirror.glob("*.csv"))
-    assert len(files) == 495
-    for path in files:
-        with path.open(encoding="utf-8-sig", newline="") as handle:
-            reader = csv.reader(handle)
-            header = next(reader)
-            column = header.index("Country_Region" if "Country_Region" in header else "Country/Region")
-            names.update(row[column].strip() for row in reader)
-    assert sorted(names - set(mapping)) == []
-    # The time series' final names, and iso3 of the final country (null for ships).
-    expected = {"Mainland China": ("China", "", "CHN"), "South Korea": ("Korea, South", "", "KOR"),
-                "Republic of Korea": ("Korea, South", "", "KOR"), "UK": ("United Kingdom", "", "GBR"),
-                "Hong Kong": ("China", "Hong Kong", "CHN"), "Taiwan*": ("Taiwan*", "", "TWN"),
-                "Iran (Islamic Republic of)": ("Iran", "", "IRN"), "Diamond Princess": ("Diamond Princess", "", ""),
-                "Greenland": ("Denmark", "Greenland", "DNK"), "Kosovo": ("Kosovo", "", "XKX")}
-    for name, (country, province, iso3) in expected.items():
-        row = mapping[name]
-        assert (row["country_region"], row["province_state"] or "", row["iso3"]) == (country, province, iso3), name
-    assert all(row["iso3"] == "" or (len(row["iso3"]) == 3 and row["iso3"].isupper()) for row in mapping.values())
 
 
 @pytest.fixture(scope="module")

@@ -103,7 +103,8 @@ def emr_spark_job(
 ) -> TaskGroup:
     """Wire the shared tasks for `job` over `dates` (an XComArg of ISO dates) into a TaskGroup."""
     settings = ParseTimeSettings.from_env()
-    sensor_kwargs = {"poke_interval": settings.sensor_poke_seconds, "mode": settings.sensor_mode}
+    # A step that FAILED stays FAILED: retrying its sensor would only delay the FAILED record.
+    sensor_kwargs = {"poke_interval": settings.sensor_poke_seconds, "mode": settings.sensor_mode, "retries": 0}
     step_id = f"{{{{ ti.xcom_pull(task_ids='{group_id}.add_step')[0] }}}}"
 
     with TaskGroup(group_id=group_id) as group:

@@ -1,0 +1,320 @@
+"""The JHU daily-reports Spark job end to end on tiny temporary lakes, through main() with the shared session."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import json
+import shutil
+from pathlib import Path
+
+import jhu_daily_reports as job
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+# One real file per header era, all run in one application by the module fixture below.
+ERA_FILES = {
+    "v1_6col": "01-23-2020",  # Hubei twice: Recovered 28 and 28.0
+    "v2_8col_latlon": "03-21-2020",  # Bahamas/Gambia/Cape Verde spelled twice
+    "v3_12col_fips": "03-22-2020",  # District of Columbia twice with different deaths
+    "v4_14col_incidence_rate": "06-01-2020",
+    "v5_14col_incident_rate": "01-14-2021",  # `#DIV/0!` and `2021-01-15 17:22` (no seconds)
+}
+V3_HEADER = ("FIPS,Admin2,Province_State,Country_Region,Last_Update,Lat,Long_,Confirmed,Deaths,Recovered,Active,"
+             "Combined_Key")
+CONTRACT = pa.schema([
+    ("country_region", pa.string()), ("province_state", pa.string()), ("admin2", pa.string()),
+    ("fips", pa.string()), ("iso3", pa.string()), ("combined_key", pa.string()),
+    ("last_update", pa.timestamp("us", tz="UTC")), ("latitude", pa.float64()), ("longitude", pa.float64()),
+    ("confirmed", pa.int64()), ("deaths", pa.int64()), ("recovered", pa.int64()), ("active", pa.int64()),
+    ("incident_rate", pa.float64()), ("case_fatality_ratio", pa.float64()), ("source_file", pa.string()),
+])
+
+
+def _day(stem: str) -> dt.date:
+    return dt.datetime.strptime(stem, "%m-%d-%Y").date()
+
+
+def place(lake: Path, day: dt.date, content: bytes | str) -> Path:
+    target = lake / "raw" / "jhu" / "daily_reports" / f"report_date={day.isoformat()}" / f"{day:%m-%d-%Y}.csv"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_bytes(content.encode("utf-8") if isinstance(content, str) else content)
+    return target
+
+
+def csv_row_count(path: Path) -> int:
+    with path.open(newline="", encoding="utf-8-sig") as handle:
+        return sum(1 for row in csv.reader(handle) if row) - 1
+
+
+def run(spark, lake: Path, days: list[dt.date], *extra: str) -> tuple[int, dict]:
+    summary = lake / "summary.json"
+    argv = ["--lake", str(lake), "--start-date", min(days).isoformat(), "--end-date", max(days).isoformat(),
+            "--only-dates", ",".join(d.isoformat() for d in days), "--summary-uri", str(summary), *extra]
+    code = job.main(argv, spark=spark)
+    return code, json.loads(summary.read_text())
+
+
+def processed(lake: Path) -> pa.Table:
+    return pq.read_table(lake / "processed" / "jhu_daily_reports")
+
+
+def quarantined(lake: Path) -> pa.Table:
+    return pq.read_table(lake / "quarantine" / "jhu_daily_reports")
+
+
+def assert_identity(summary: dict) -> None:
+    for day, entry in summary["dates"].items():
+        if entry["status"] == "COMPLETED":
+            assert entry["rows_read"] == (entry["rows_written"] + entry["rows_quarantined"]
+                                          + entry["exact_duplicates_dropped"]
+                                          + entry["key_duplicates_resolved"]), day
+
+
+@pytest.fixture(scope="module")
+def era_run(spark, jhu_mirror, tmp_path_factory):
+    lake = tmp_path_factory.mktemp("era-lake")
+    for stem in ERA_FILES.values():
+        place(lake, _day(stem), (jhu_mirror / f"{stem}.csv").read_bytes())
+    code, summary = run(spark, lake, [_day(stem) for stem in ERA_FILES.values()])
+    return lake, code, summary
+
+
+# ------------------------------------------------------------------------------------------ pure helpers
+
+def test_detect_era_ignores_bom_cr_and_blanks():
+    assert job.detect_era("\ufeffProvince/State,Country/Region,Last Update,Confirmed,Deaths,Recovered\r").name \
+        == "v1_6col"
+    assert job.detect_era(" FIPS, Admin2,Province_State,Country_Region,Last_Update,Lat,Long_,Confirmed,Deaths,"
+                          "Recovered,Active,Combined_Key,Incident_Rate,Case_Fatality_Ratio ").name \
+        == "v5_14col_incident_rate"
+    assert job.detect_era("Province/State,Country/Region,Confirmed") is None
+    assert job.detect_era(None) is None
+
+
+def test_args_normalise_the_lake_and_reject_dates_outside_the_range(tmp_path, capsys):
+    args = job.parse_args(["--lake", str(tmp_path) + "/", "--start-date", "2020-01-22",
+                           "--end-date", "2020-01-24", "--only-dates", "2020-01-23"])
+    assert args.lake == tmp_path.as_uri()
+    assert job.requested_dates(args.start_date, args.end_date, args.only_dates) == [dt.date(2020, 1, 23)]
+    assert job.parse_args(["--lake", "s3://bucket/lake/", "--start-date", "2020-01-22",
+                           "--end-date", "2020-01-22"]).lake == "s3://bucket/lake"
+    with pytest.raises(SystemExit):
+        job.parse_args(["--lake", "x", "--start-date", "2020-01-22", "--end-date", "2020-01-24",
+                        "--only-dates", "2020-02-01"])
+    assert "--only-dates outside" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------------------- real files
+
+def test_every_era_parses_to_the_contract_with_all_rows_accounted_for(era_run, jhu_mirror):
+    lake, code, summary = era_run
+    assert code == 0
+    for era, stem in ERA_FILES.items():
+        entry = summary["dates"][_day(stem).isoformat()]
+        assert entry["status"] == "COMPLETED" and entry["era"] == era, stem
+        assert entry["rows_read"] == csv_row_count(jhu_mirror / f"{stem}.csv"), stem
+        assert entry["rows_written"] > 0
+        files = list((lake / "processed" / "jhu_daily_reports" / f"report_date={_day(stem)}").glob("*.parquet"))
+        assert len(files) == 1, stem
+        assert pq.read_schema(files[0]).remove_metadata() == CONTRACT, stem
+    assert_identity(summary)
+    table = processed(lake)
+    assert table.num_rows == summary["totals"]["rows_written"]
+    assert {str(day) for day in table.column("report_date").unique().to_pylist()} == {
+        _day(stem).isoformat() for stem in ERA_FILES.values()}
+
+
+def test_known_duplicates_are_dropped_and_resolved(era_run):
+    lake, _, summary = era_run
+    hubei = summary["dates"]["2020-01-23"]
+    assert hubei["exact_duplicates_dropped"] == 1 and hubei["key_duplicates_resolved"] == 0
+    dc = summary["dates"]["2020-03-22"]
+    assert dc["key_duplicates_resolved"] == 1
+    rows = processed(lake).to_pylist()
+    dc_rows = [r for r in rows if r["admin2"] == "District of Columbia" and str(r["report_date"]) == "2020-03-22"]
+    # Same last_update and confirmed: the higher deaths wins.
+    assert [(r["deaths"], r["fips"]) for r in dc_rows] == [(2, "11001")]
+    bahamas = [r for r in rows if r["country_region"] == "Bahamas" and str(r["report_date"]) == "2020-03-21"]
+    assert len(bahamas) == 1 and bahamas[0]["confirmed"] == 4  # `Bahamas, The` (latest update) won
+    keys = [(r["report_date"], r["country_region"], r["province_state"], r["admin2"]) for r in rows]
+    assert len(keys) == len(set(keys))
+
+
+def test_values_are_normalised(era_run):
+    lake, _, _ = era_run
+    rows = processed(lake).to_pylist()
+    by = {(str(r["report_date"]), r["country_region"], r["province_state"], r["admin2"]): r for r in rows}
+    hubei = by[("2020-01-23", "China", "Hubei", None)]
+    assert (hubei["confirmed"], hubei["deaths"], hubei["recovered"]) == (444, 17, 28)
+    assert hubei["last_update"] == dt.datetime(2020, 1, 23, 17, 0, tzinfo=dt.UTC)
+    assert hubei["iso3"] == "CHN" and hubei["fips"] is None
+    assert hubei["source_file"].endswith("/raw/jhu/daily_reports/report_date=2020-01-23/01-23-2020.csv")
+    hong_kong = by[("2020-01-23", "China", "Hong Kong", None)]
+    assert hong_kong["iso3"] == "CHN"
+    assert ("2020-01-23", "Taiwan*", None, None) in by
+    assert by[("2020-03-21", "Diamond Princess", None, None)]["iso3"] is None
+    autauga = by[("2021-01-14", "US", "Alabama", "Autauga")]
+    assert autauga["fips"] == "1001" and autauga["combined_key"] == "Autauga, Alabama, US"
+    assert autauga["incident_rate"] > 0 and autauga["case_fatality_ratio"] > 0
+    assert by[("2020-03-22", "US", "New Mexico", "Doña Ana")]["iso3"] == "USA"
+    assert by[("2020-03-22", "US", "Washington", "King")]["last_update"] == dt.datetime(2020, 3, 22, 23, 45,
+                                                                                        tzinfo=dt.UTC)
+    # 01-14-2021 has 37 rows stamped without seconds: 35 good ones, 2 quarantined for other fields.
+    minutes_only = [r for r in rows if r["last_update"] == dt.datetime(2021, 1, 15, 17, 22, tzinfo=dt.UTC)]
+    assert len(minutes_only) == 35
+    bad = [r for r in quarantined(lake).to_pylist() if "2021-01-15 17:22\"" in r["raw_record"]]
+    assert len(bad) == 2 and not any("Last_Update" in r["reason"] for r in bad)
+    assert all(r["last_update"] is not None for r in rows)
+    assert all(r["country_region"] and r["iso3"] != "" for r in rows)
+
+
+def test_real_quarantine_rows_name_field_and_value(era_run):
+    lake, _, summary = era_run
+    table = quarantined(lake).to_pylist()
+    assert len(table) == summary["totals"]["rows_quarantined"]
+    reasons = [r["reason"] for r in table]
+    assert any(r == "Case_Fatality_Ratio '#DIV/0!' is not a number" for r in reasons)
+    assert any(r.startswith("Active '-") and r.endswith("is negative, expected a count >= 0") for r in reasons)
+    div = next(r for r in table if "#DIV/0!" in r["reason"])
+    record = json.loads(div["raw_record"])
+    assert list(record)[:2] == ["FIPS", "Admin2"] and record["Case_Fatality_Ratio"] == "#DIV/0!"
+    assert str(div["report_date"]) == "2021-01-14"
+    # `Recovered` pseudo-rows keep their negative Active.
+    assert any(r["province_state"] == "Recovered" and r["active"] < 0 for r in processed(lake).to_pylist())
+
+
+# ------------------------------------------------------------------------------------ built test files
+
+def test_bom_and_crlf_read_like_plain_files(spark, jhu_mirror, tmp_path):
+    original = (jhu_mirror / "01-22-2020.csv").read_bytes()
+    v3 = (f"{V3_HEADER}\n"
+          '45001,Abbeville,South Carolina,US,2020-03-23 23:19:34,34.22,-82.46,1,0,0,1,"Abbeville, South Carolina, US"\n'
+          ',,,Canada,2020-03-23 23:19:34,,,5,,,,Canada\n')
+    plain, fancy = tmp_path / "plain", tmp_path / "fancy"
+    for lake, transform in ((plain, lambda b: b), (fancy, lambda b: b"\xef\xbb\xbf" + b.replace(b"\n", b"\r\n"))):
+        place(lake, dt.date(2020, 1, 22), transform(original))
+        place(lake, dt.date(2020, 3, 23), transform(v3.encode()))
+    assert (fancy / "raw/jhu/daily_reports/report_date=2020-01-22/01-22-2020.csv").read_bytes()[:3] == b"\xef\xbb\xbf"
+    days = [dt.date(2020, 1, 22), dt.date(2020, 3, 23)]
+    results = [run(spark, lake, days) for lake in (plain, fancy)]
+    assert [code for code, _ in results] == [0, 0]
+    assert results[1][1]["dates"]["2020-01-22"]["rows_read"] == csv_row_count(jhu_mirror / "01-22-2020.csv")
+
+    def rows(lake):
+        return sorted((r | {"source_file": None} for r in processed(lake).to_pylist()), key=repr)
+
+    assert rows(plain) == rows(fancy)
+    combined = {r["combined_key"] for r in processed(fancy).to_pylist()}
+    assert "Abbeville, South Carolina, US" in combined and "Canada" in combined  # no trailing \r
+    canada = next(r for r in processed(fancy).to_pylist() if r["combined_key"] == "Canada")
+    assert (canada["confirmed"], canada["deaths"], canada["recovered"], canada["active"]) == (5, None, None, None)
+
+
+def test_bad_rows_go_to_quarantine_with_reasons(spark, tmp_path):
+    day = dt.date(2020, 4, 1)
+    stamp = "2020-04-01 23:00:00"
+    lines = [
+        V3_HEADER,
+        f'1001,Autauga,Alabama,US,{stamp},32.5,-86.6,10,1,0,9,"Autauga, Alabama, US"',  # good
+        f',,Recovered,US,{stamp},,,0,0,100,-100,"Recovered, US"',  # good: documented pseudo-row
+        f'1003,Baldwin,Alabama,US,{stamp},30.7,-87.7,"1,2x",0,0,0,"Baldwin, Alabama, US"',
+        f'1005,Barbour,Alabama,US,{stamp},31.8,-85.3,5,-3,0,8,"Barbour, Alabama, US"',
+        f'1007,Bibb,Alabama,US,{stamp},33.0,-87.1,5,0,0,-2,"Bibb, Alabama, US"',
+        f',,,,{stamp},,,1,0,0,1,Nowhere',
+        f',,,Atlantis,{stamp},,,1,0,0,1,Atlantis',
+        '1009,Blount,Alabama,US,yesterday,34.0,-86.5,1,0,0,1,"Blount, Alabama, US"',
+        f'1011,Bullock,Alabama,US,{stamp},abc,-85.7,1.5,0,0,1,"Bullock, Alabama, US"',
+        f'1013,Butler,Alabama,US,{stamp},31.7,-86.6,2,0,0,2,"Butler, Alabama, US",extra',
+        f'1015.0,Calhoun,Alabama,US,{stamp},33.7,-85.8,3.0, ,,3,"Calhoun, Alabama, US"',  # good: 3.0, blanks
+    ]
+    place(tmp_path, day, "\n".join(lines) + "\n")
+    code, summary = run(spark, tmp_path, [day])
+    assert code == 0
+    entry = summary["dates"][day.isoformat()]
+    assert (entry["rows_read"], entry["rows_written"], entry["rows_quarantined"]) == (11, 3, 8)
+    assert_identity(summary)
+    reasons = {json.loads(r["raw_record"]).get("Admin2") or json.loads(r["raw_record"])["Country_Region"]:
+               r["reason"] for r in quarantined(tmp_path).to_pylist()}
+    assert reasons["Baldwin"] == "Confirmed '1,2x' is not a whole number"
+    assert reasons["Barbour"] == "Deaths '-3' is negative, expected a count >= 0"
+    assert reasons["Bibb"] == "Active '-2' is negative, expected a count >= 0"
+    assert reasons["Atlantis"] == "Country_Region 'Atlantis' is not in the country mapping table"
+    assert reasons["Blount"].startswith("Last_Update 'yesterday' is not a timestamp in a known format (")
+    assert reasons["Bullock"] == "Confirmed '1.5' is not a whole number; Lat 'abc' is not a number"
+    assert reasons["Butler"] == "line does not have the 12 fields of the header (malformed CSV row)"
+    missing = next(r for r in quarantined(tmp_path).to_pylist() if "Nowhere" in r["raw_record"])
+    assert missing["reason"] == "Country_Region is missing"
+    assert json.loads(missing["raw_record"])["Country_Region"] is None
+    butler = next(r for r in quarantined(tmp_path).to_pylist() if "Butler" in r["raw_record"])
+    assert json.loads(butler["raw_record"])["_corrupt_record"].endswith(',"Butler, Alabama, US",extra')
+    good = {r["combined_key"]: r for r in processed(tmp_path).to_pylist()}
+    assert good["Calhoun, Alabama, US"]["fips"] == "1015"
+    assert (good["Calhoun, Alabama, US"]["confirmed"], good["Calhoun, Alabama, US"]["deaths"]) == (3, None)
+    assert good["Recovered, US"]["active"] == -100
+
+
+def test_unknown_header_and_missing_file_fail_only_their_dates(spark, jhu_mirror, tmp_path, capsys):
+    good_day, bad_day, missing_day = dt.date(2020, 1, 22), dt.date(2020, 1, 23), dt.date(2020, 1, 24)
+    place(tmp_path, good_day, (jhu_mirror / "01-22-2020.csv").read_bytes())
+    bad = place(tmp_path, bad_day, "Country,Cases\nFrance,3\n")
+    code, summary = run(spark, tmp_path, [good_day, bad_day, missing_day])
+    assert code == 1
+    assert summary["dates"][good_day.isoformat()]["status"] == "COMPLETED"
+    failed = summary["dates"][bad_day.isoformat()]
+    assert failed["status"] == "FAILED" and failed["era"] is None and failed["rows_read"] == 0
+    assert str(bad) in failed["error"] and "'Country,Cases'" in failed["error"]
+    missing = summary["dates"][missing_day.isoformat()]
+    assert missing["status"] == "FAILED" and "raw file not found" in missing["error"]
+    assert missing["source_file"].endswith("report_date=2020-01-24/01-24-2020.csv")
+    assert summary["totals"]["dates_completed"] == 1 and summary["totals"]["dates_failed"] == 2
+    written = {str(r["report_date"]) for r in processed(tmp_path).to_pylist()}
+    assert written == {"2020-01-22"}
+    out = capsys.readouterr()
+    assert "FAILED 2020-01-23: unknown header" in out.err
+    assert json.loads(out.out.strip().splitlines()[-1].removeprefix("SUMMARY ")) == summary
+
+
+def test_rerun_is_idempotent_and_all_quarantined_dates_leave_no_stale_rows(spark, jhu_mirror, tmp_path):
+    first, second = dt.date(2020, 1, 22), dt.date(2020, 1, 23)
+    for day in (first, second):
+        place(tmp_path, day, (jhu_mirror / f"{day:%m-%d-%Y}.csv").read_bytes())
+    _, before = run(spark, tmp_path, [first, second])
+    rows_before = sorted(map(repr, processed(tmp_path).to_pylist()))
+    _, again = run(spark, tmp_path, [first, second])
+    assert sorted(map(repr, processed(tmp_path).to_pylist())) == rows_before
+    assert again["totals"] | {} == before["totals"]
+    assert len(list((tmp_path / "processed/jhu_daily_reports/report_date=2020-01-22").glob("*.parquet"))) == 1
+
+    # A corrected upstream file whose every row is bad replaces the date: nothing stale stays behind.
+    header = "Province/State,Country/Region,Last Update,Confirmed,Deaths,Recovered"
+    place(tmp_path, first, f"{header}\nHubei,Mainland China,not a time,1,0,0\n,Atlantis,1/22/2020 17:00,1,0,0\n")
+    code, summary = run(spark, tmp_path, [first])
+    assert code == 0 and summary["dates"][first.isoformat()]["rows_quarantined"] == 2
+    dates = sorted({str(r["report_date"]) for r in processed(tmp_path).to_pylist()})
+    assert dates == ["2020-01-23"]
+    assert quarantined(tmp_path).num_rows == 2
+
+    # And fixing it again removes the quarantine partition of that date.
+    place(tmp_path, first, (jhu_mirror / "01-22-2020.csv").read_bytes())
+    run(spark, tmp_path, [first])
+    assert sorted(map(repr, processed(tmp_path).to_pylist())) == rows_before
+    assert not (tmp_path / "quarantine/jhu_daily_reports/report_date=2020-01-22").exists()
+
+
+def test_cli_range_without_only_dates_and_default_mapping(spark, jhu_mirror, tmp_path, capsys):
+    for stem in ("02-01-2020", "02-02-2020"):
+        shutil.copyfile(jhu_mirror / f"{stem}.csv", place(tmp_path, _day(stem), b""))
+    code = job.main(["--lake", tmp_path.as_uri(), "--start-date", "2020-02-01", "--end-date", "2020-02-02",
+                     "--country-mapping", str(job.DEFAULT_MAPPING)], spark=spark)
+    assert code == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1].removeprefix("SUMMARY "))
+    assert summary["job"] == "jhu_daily_reports" and summary["application_id"] == spark.sparkContext.applicationId
+    assert (summary["start_date"], summary["end_date"]) == ("2020-02-01", "2020-02-02")
+    assert summary["started_at"].endswith("Z") and summary["duration_seconds"] > 0
+    assert set(summary["dates"]) == {"2020-02-01", "2020-02-02"}
+    assert summary["totals"]["rows_read"] == sum(csv_row_count(jhu_mirror / f"{s}.csv")
+                                                 for s in ("02-01-2020", "02-02-2020"))
+    assert summary["totals"]["dates_completed"] == 2
+    assert_identity(summary)
