@@ -170,16 +170,18 @@ class JobTable:
         job_name: str,
         run_id: str,
         allowed_statuses: Iterable[str],
-        changes: dict[str, Any],
+        changes: dict[str, Any] | Callable[[dict[str, Any]], dict[str, Any]],
         attempt_changes: dict[str, Any] | None = None,
     ) -> bool:
-        """Apply changes to this run's record if its status allows; False when it doesn't (no write)."""
+        """Apply changes (or changes computed from the current record) to this run's record if its status
+        allows; False when it doesn't (no write)."""
         allowed = set(allowed_statuses)
         for _ in range(5):
             item = self.get(job_date, job_name)
             if item is None or item.get("run_id") != run_id or item.get("status") not in allowed:
                 return False
-            new_item = {**item, **changes, "updated_at": iso(utc_now()), "version": int(item["version"]) + 1}
+            new_values = changes(item) if callable(changes) else changes
+            new_item = {**item, **new_values, "updated_at": iso(utc_now()), "version": int(item["version"]) + 1}
             if attempt_changes and new_item.get("attempts"):
                 attempts = [dict(a) for a in new_item["attempts"]]
                 attempts[-1].update({k: v for k, v in attempt_changes.items() if v is not None})
@@ -211,12 +213,12 @@ class JobTable:
         """Write the final status once; a repeat (task retry) finds the status final and writes nothing."""
         if status not in (COMPLETED, FAILED):
             raise ValueError(f"final status must be COMPLETED or FAILED, got {status!r}")
-        item = self.get(job_date, job_name)
-        started = (item or {}).get("started_at") or (item or {}).get("submitted_at")
-        duration = (ended_at - parse_iso(started)).total_seconds() if started else None
-        changes = {
-            "status": status, "ended_at": iso(ended_at), "duration_seconds": _number(duration),
-            "rows_written": rows_written, "rows_quarantined": rows_quarantined, "error": error,
-        }
+
+        def changes(item: dict[str, Any]) -> dict[str, Any]:
+            started = item.get("started_at") or item.get("submitted_at")
+            duration = (ended_at - parse_iso(started)).total_seconds() if started else None
+            return {"status": status, "ended_at": iso(ended_at), "duration_seconds": _number(duration),
+                    "rows_written": rows_written, "rows_quarantined": rows_quarantined, "error": error}
+
         return self._update(job_date, job_name, run_id, IN_FLIGHT, changes,
                             {"status": status, "ended_at": iso(ended_at), "error": error})
