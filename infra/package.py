@@ -14,14 +14,14 @@ import argparse
 import hashlib
 import subprocess
 import sys
-import zipfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from lambdas.notifier.package import write_zip
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DIST = REPO_ROOT / "dist"
-_FIXED_DATE = (1980, 1, 1, 0, 0, 0)
 _SKIP_DIRS = {"__pycache__", ".pytest_cache", ".ruff_cache"}
 _SKIP_SUFFIXES = {".pyc", ".pyo"}
 SPARK_JOBS_PREFIX = "spark_jobs/"
@@ -50,20 +50,6 @@ def tree_files(root: Path) -> dict[str, Path]:
         if path.is_file() and _shipped(relative):
             files[str(relative)] = path
     return files
-
-
-def write_zip(files: dict[str, Path], output: Path) -> Path:
-    """Deterministic zip (sorted names, one date, 0644), written atomically."""
-    output.parent.mkdir(parents=True, exist_ok=True)
-    partial = output.with_suffix(output.suffix + ".tmp")
-    with zipfile.ZipFile(partial, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=9) as archive:
-        for name in sorted(files):
-            info = zipfile.ZipInfo(name, date_time=_FIXED_DATE)
-            info.compress_type = zipfile.ZIP_DEFLATED
-            info.external_attr = 0o100644 << 16
-            archive.writestr(info, files[name].read_bytes())
-    partial.replace(output)
-    return output
 
 
 def build_plugins_zip(plugins_dir: Path = REPO_ROOT / "plugins", output: Path = DIST / "plugins.zip") -> Path:

@@ -6,6 +6,10 @@ on sys.path locally, and EMR steps ship it with `--py-files`, so a job runs the 
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
+from typing import Any
+
 from pyspark.sql import SparkSession
 
 # Every timestamp in the lake is UTC; CORRECTED makes a non-matching pattern yield null instead of
@@ -42,3 +46,14 @@ def write_text(spark: SparkSession, uri: str, text: str) -> None:
         stream.write(bytearray(text.encode("utf-8")))
     finally:
         stream.close()
+
+
+def run_with_summary(app_name: str, run: Callable[[SparkSession, Any], dict], args: Any) -> int:
+    """A job's main(): run it, print and write its JSON summary, exit 1 when any date failed."""
+    spark = build_spark_session(app_name)
+    summary = run(spark, args)
+    text = json.dumps(summary, indent=2, sort_keys=True)
+    print(text)
+    if args.summary_uri:
+        write_text(spark, args.summary_uri, text)
+    return 1 if summary["totals"]["failed_dates"] else 0

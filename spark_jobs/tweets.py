@@ -17,7 +17,6 @@ processed/tweet_daily_stats/date=D and quarantine/tweets/raw_date=D/raw_hour=HH 
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 import time
@@ -27,7 +26,7 @@ from pathlib import Path
 from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
-from spark_common import build_spark_session, path_exists, write_text
+from spark_common import path_exists, run_with_summary
 
 JOB = "tweets"
 DEFAULT_REFERENCE = Path(__file__).resolve().parent / "reference"
@@ -431,14 +430,7 @@ def run(spark: SparkSession, args: argparse.Namespace) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(sys.argv[1:] if argv is None else argv)
-    spark = build_spark_session("covid19-lake-tweets")
-    summary = run(spark, args)
-    text = json.dumps(summary, indent=2, sort_keys=True)
-    print(text)
-    if args.summary_uri:
-        write_text(spark, args.summary_uri, text)
-    return 1 if summary["totals"]["failed_dates"] else 0
+    return run_with_summary("covid19-lake-tweets", run, parse_args(sys.argv[1:] if argv is None else argv))
 
 
 if __name__ == "__main__":

@@ -15,7 +15,6 @@ alpha-2 with reference/country_codes.csv (ISO 3166-1 from Debian's iso-codes, pl
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from datetime import date, timedelta
@@ -23,7 +22,7 @@ from pathlib import Path
 
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
-from spark_common import build_spark_session, path_exists, write_text
+from spark_common import path_exists, run_with_summary
 
 JOB = "weekly_tweets_vs_cases"
 DEFAULT_REFERENCE = Path(__file__).resolve().parent / "reference"
@@ -143,13 +142,7 @@ def run(spark: SparkSession, args: argparse.Namespace) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    spark = build_spark_session("covid19-lake-weekly-tweets-vs-cases")
-    summary = run(spark, args)
-    text = json.dumps(summary, indent=2, sort_keys=True)
-    print(text)
-    if args.summary_uri:
-        write_text(spark, args.summary_uri, text)
-    return 1 if summary["totals"]["failed_dates"] else 0
+    return run_with_summary("covid19-lake-weekly-tweets-vs-cases", run, args)
 
 
 if __name__ == "__main__":
