@@ -4,8 +4,8 @@
 2. runs `jhu_backfill` for March 2020 (one EMR step, run by local Spark) and `jhu_daily_reports` for
    2020-04-01, from the JHU mirror in ../shared when it is there, else from GitHub;
 3. runs the `analytics` DAG and builds the dashboard from the lake;
-4. prints a summary, saves it to .local/demo-summary.json, and stops everything it started
-   (with --serve, it serves the dashboard on 127.0.0.1 until Ctrl-C first).
+4. prints a summary, saves it to .local/demo-summary.json; from a terminal (or with --serve) it then
+   serves the dashboard on 127.0.0.1:8050 until Ctrl-C; and stops everything it started.
 
 Running it again gives the same numbers: the lake is rewritten partition by partition.
 """
@@ -126,7 +126,10 @@ def build_dashboard(stack: Any) -> Path:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--state-dir", type=Path, default=STATE_DIR)
-    parser.add_argument("--serve", action="store_true", help="serve the dashboard until Ctrl-C before stopping")
+    serve = parser.add_mutually_exclusive_group()
+    serve.add_argument("--serve", action="store_true", default=None,
+                       help="serve the dashboard until Ctrl-C before stopping (default when run from a terminal)")
+    serve.add_argument("--no-serve", dest="serve", action="store_false")
     parser.add_argument("--port", type=int, default=8050)
     args = parser.parse_args(argv)
     started = time.monotonic()
@@ -158,9 +161,9 @@ def main(argv: list[str] | None = None) -> int:
         out = state_dir / "demo-summary.json"
         out.write_text(json.dumps(summary, indent=2, default=str) + "\n", encoding="utf-8")
         print_summary(summary)
-        print(f"dashboard built in {site}; serve it with: make demo DEMO_ARGS=--serve, "
-              f"or {sys.executable} -m covid19_lake.analytics.serve --dir {site}")
-        if args.serve:
+        print(f"dashboard built in {site}; to browse it later: "
+              f"{sys.executable} -m covid19_lake.analytics.serve --dir {site}")
+        if args.serve if args.serve is not None else sys.stdin.isatty():
             from covid19_lake.analytics.serve import serve_until_interrupted
 
             serve_until_interrupted(site, args.port, "?country=US")
