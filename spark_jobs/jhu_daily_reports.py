@@ -419,10 +419,11 @@ def classify(df: DataFrame, partitions: int) -> DataFrame:
     the first is a distinct key duplicate that lost.
     """
     valid = ~F.col("quarantine")
-    # The hash leads the window's sort so its 8-byte prefix nearly always decides the order: with
-    # report_date first, every comparison inside a date would walk the string columns.
+    # report_date leads the window's sort, so its output is already ordered the way the partitioned writes
+    # need (no second sort of every row before writing); the hash comes next so that a comparison inside
+    # a date is nearly always decided by one long instead of walking the string columns.
     key_hash = F.xxhash64(*KEY_COLUMNS).alias("_key_hash")
-    window = Window.partitionBy(key_hash, *KEY_COLUMNS, valid.alias("_valid")).orderBy(
+    window = Window.partitionBy("report_date", key_hash, *KEY_COLUMNS[1:], valid.alias("_valid")).orderBy(
         F.col("last_update").desc_nulls_last(),
         F.col("confirmed").desc_nulls_last(),
         F.col("deaths").desc_nulls_last(),

@@ -62,17 +62,20 @@ def local_stack_stream_handlers() -> dict:
 
 
 @pytest.fixture(scope="session")
-def airflow_on_local_stack(local_stack, jhu_mirror):
-    """Airflow 3.3.1 in this process, configured for the session's local stack (as `make demo` does)."""
+def airflow_local_env(local_stack, jhu_mirror) -> dict[str, str]:
+    """The environment Airflow needs for the session's local stack (as `make demo` sets it), with the
+    metadata DB migrated once."""
     from local import airflow_local
 
     env = airflow_local.airflow_env(local_stack, Path(os.environ["AIRFLOW_HOME"]), jhu_source_url=jhu_mirror.as_uri())
-    saved = {key: os.environ.get(key) for key in env}
-    os.environ.update(env)
     airflow_local.ensure_metadata_db(env)
-    yield local_stack
-    for key, value in saved.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
+    return env
+
+
+@pytest.fixture
+def airflow_on_local_stack(local_stack, airflow_local_env, monkeypatch):
+    """Airflow 3.3.1 in this process, pointed at the local stack for one test only: the endpoint and
+    credentials must not leak into tests that use moto's in-process mock."""
+    for key, value in airflow_local_env.items():
+        monkeypatch.setenv(key, value)
+    return local_stack
