@@ -137,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     with running_daemon(state_dir, "--stream-handler", "JobTable=lambdas.notifier.app.handler") as stack:
         env = airflow_local.airflow_env(stack, state_dir / "airflow")
         # Task logs stay in the Airflow home; the console shows progress and the summary.
-        env["AIRFLOW__LOGGING__LOGGING_LEVEL"] = os.environ.get("AIRFLOW__LOGGING__LOGGING_LEVEL", "WARNING")
+        env["AIRFLOW__LOGGING__LOGGING_LEVEL"] = os.environ.get("AIRFLOW__LOGGING__LOGGING_LEVEL", "ERROR")
         os.environ.update(env)
         sys.path.insert(0, str(airflow_local.REPO_ROOT / "plugins"))
         sink_offset = len(stack.sink_log.read_text(encoding="utf-8").splitlines()) if stack.sink_log.exists() else 0

@@ -420,9 +420,10 @@ def classify(df: DataFrame, partitions: int) -> DataFrame:
     """
     valid = ~F.col("quarantine")
     # report_date leads the window's sort, so its output is already ordered the way the partitioned writes
-    # need (no second sort of every row before writing); the hash comes next so that a comparison inside
-    # a date is nearly always decided by one long instead of walking the string columns.
-    key_hash = F.xxhash64(*KEY_COLUMNS).alias("_key_hash")
+    # need (no second sort of every row before writing). The key's hash comes next, so that a comparison
+    # inside a date is nearly always decided by one long instead of walking the string columns; it is a
+    # column, not an expression, because past the sort prefix the comparator would recompute it each time.
+    key_hash = "_key_hash"
     window = Window.partitionBy("report_date", key_hash, *KEY_COLUMNS[1:], valid.alias("_valid")).orderBy(
         F.col("last_update").desc_nulls_last(),
         F.col("confirmed").desc_nulls_last(),
@@ -442,7 +443,8 @@ def classify(df: DataFrame, partitions: int) -> DataFrame:
     )
     # Clustering on report_date alone satisfies the window's distribution and keeps each date in one task,
     # so the partitioned writes produce one file per date.
-    return df.repartition(partitions, "report_date").withColumn("outcome", outcome)
+    return (df.withColumn(key_hash, F.xxhash64(*KEY_COLUMNS)).repartition(partitions, "report_date")
+            .withColumn("outcome", outcome).drop(key_hash))
 
 
 def _source_file(raw_prefix: str) -> Column:
