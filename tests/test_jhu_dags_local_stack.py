@@ -5,6 +5,7 @@ notifier into the webhook sink."""
 from __future__ import annotations
 
 import json
+import os
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -196,3 +197,20 @@ def test_airflow_backfill_create_plans_one_run_per_report_date(airflow):
          "--to-date", "2020-06-03", "--dry-run"], check=True, capture_output=True, text=True).stdout
     assert [line.split("|")[1].strip()[:10] for line in planned.splitlines()
             if line.startswith("| 2020-")] == ["2020-06-01", "2020-06-02", "2020-06-03"]
+
+
+def test_transient_cluster_mode_creates_runs_on_and_terminates_its_own_cluster(airflow, monkeypatch):
+    stack = airflow
+    variable = json.loads(os.environ["AIRFLOW_VAR_COVID19_LAKE"])
+    monkeypatch.setenv("AIRFLOW_VAR_COVID19_LAKE", json.dumps({**variable, "emr_cluster_mode": "transient"}))
+    emr = stack.client("emr")
+    before = {c["Id"] for c in emr.list_clusters()["Clusters"]}
+    run = airflow_local.run_dag("jhu_daily_reports", logical_date=datetime(2020, 3, 5, tzinfo=UTC))
+    states = airflow_local.task_states(run)
+    assert str(run.state) == "success", states
+    assert states["spark_job.find_cluster"] == "skipped" and states["spark_job.terminate_cluster"] == "success"
+    created = [c for c in emr.list_clusters()["Clusters"] if c["Id"] not in before]
+    assert len(created) == 1 and created[0]["Name"] == "covid19-lake-transient"
+    assert created[0]["Status"]["State"] in ("TERMINATING", "TERMINATED")
+    record = job_record(stack, "2020-03-05")
+    assert record["status"] == "COMPLETED" and record["cluster_id"] == created[0]["Id"]
