@@ -1,7 +1,7 @@
 """Benchmark the JHU daily-reports Spark job on all 495 mirror files, the way spark-submit runs it.
 
     .venv/bin/python bench/jhu_spark_job.py [--master local[2]] [--driver-memory 2g] [--copy]
-                                             [--pandas-seconds S | --skip-pandas] [--keep]
+                                             [--pandas-seconds S | --skip-pandas] [--keep] [--conf K=V ...]
 
 Links (or copies) the mirror into a temporary lake's raw layout, runs `spark-submit spark_jobs/jhu_daily_reports.py`
 over 2020-01-22..2021-05-30 in a subprocess, samples the RSS of the whole process tree (JVM + Python), and prints
@@ -87,11 +87,13 @@ def run_pandas_reference() -> float:
     return float(result["wall_seconds"])
 
 
-def run_spark(lake: Path, master: str, driver_memory: str, log: Path) -> tuple[float, int, int]:
+def run_spark(lake: Path, master: str, driver_memory: str, log: Path,
+              conf: list[str] | None = None) -> tuple[float, int, int]:
     env = spark_env()
     command = [
         str(Path(env["SPARK_HOME"]) / "bin" / "spark-submit"), "--master", master,
         "--driver-memory", driver_memory, "--conf", "spark.ui.enabled=false",
+        *[arg for setting in conf or [] for arg in ("--conf", setting)],
         str(JOB), "--lake", str(lake), "--start-date", START, "--end-date", END,
         "--summary-uri", str(lake / "summary.json"),
     ]
@@ -115,6 +117,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--copy", action="store_true", help="copy the files instead of symlinking them")
     parser.add_argument("--pandas-seconds", type=float, help="the reference's wall time, if already measured")
     parser.add_argument("--skip-pandas", action="store_true")
+    parser.add_argument("--conf", action="append", default=[], metavar="KEY=VALUE",
+                        help="extra spark-submit --conf (repeatable), e.g. spark.driver.extraJavaOptions=...")
     parser.add_argument("--keep", action="store_true", help="keep the temporary lake and the Spark log")
     args = parser.parse_args(argv)
 
@@ -126,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         files = build_lake(args.mirror, lake, args.copy)
         log = lake / "spark-submit.log"
-        wall, code, peak = run_spark(lake, args.master, args.driver_memory, log)
+        wall, code, peak = run_spark(lake, args.master, args.driver_memory, log, args.conf)
         if code != 0 or not (lake / "summary.json").exists():
             print(f"spark-submit exited {code}; log: {log}")
             args.keep = True
