@@ -76,3 +76,29 @@ def test_one_dag_per_file_with_owner_tags_retries_and_no_cycles(dagbag):
             assert task.retries >= 1 or task.task_type.endswith("Sensor"), (
                 f"{dag_id}.{task.task_id} has no retries")
     assert all(len(ids) == 1 for ids in per_file.values()), per_file
+
+
+def test_with_default_deferrable_only_the_end_sensor_defers(tmp_path):
+    """On MWAA operators.default_deferrable is on. add_step must still return at once (RUNNING is recorded
+    while the step runs); the end sensor may defer. The provider reads the option when it is imported,
+    hence a fresh interpreter."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    script = (
+        "import json, sys\n"
+        "from airflow.dag_processing.dagbag import DagBag\n"
+        f"bag = DagBag({str(DAGS_DIR)!r}, safe_mode=False)\n"
+        "print(json.dumps({d: {t.task_id: bool(getattr(t, 'deferrable', False)) for t in dag.tasks}\n"
+        "                  for d, dag in bag.dags.items()}))\n"
+    )
+    env = {**os.environ, "AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE": "True",
+           "PYTHONPATH": os.pathsep.join([str(DAGS_DIR.parent / "plugins"), str(DAGS_DIR.parent)])}
+    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True)
+    deferrable = json.loads(out.stdout.strip().splitlines()[-1])
+    for dag_id in ("jhu_daily_reports", "jhu_backfill", "tweets_process", "weekly_tweets_vs_cases"):
+        assert deferrable[dag_id]["spark_job.add_step"] is False, dag_id
+        assert deferrable[dag_id]["spark_job.wait_for_start"] is False, dag_id
+        assert deferrable[dag_id]["spark_job.wait_for_end"] is True, dag_id

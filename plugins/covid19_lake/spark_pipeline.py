@@ -173,7 +173,10 @@ def emr_spark_job(
         cluster = cluster_id()
         claimed = claim(dates, cluster)
         steps = build_step(claimed)
-        add_step = emr.IdempotentEmrAddStepsOperator(task_id="add_step", job_flow_id=cluster, steps=steps)
+        # Not deferrable even where operators.default_deferrable is on (MWAA): a deferred add-steps
+        # waits for the step to END, and the RUNNING record must be written while it runs.
+        add_step = emr.IdempotentEmrAddStepsOperator(task_id="add_step", job_flow_id=cluster, steps=steps,
+                                                     deferrable=False)
 
         @task
         def record_step(claimed: dict[str, list[str]], cluster: str, step_ids: list[str], **context) -> None:
