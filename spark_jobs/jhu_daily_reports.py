@@ -419,12 +419,10 @@ def classify(df: DataFrame, partitions: int) -> DataFrame:
     the first is a distinct key duplicate that lost.
     """
     valid = ~F.col("quarantine")
-    # report_date leads the window's sort, so its output is already ordered the way the partitioned writes
-    # need (no second sort of every row before writing). The key's hash comes next, so that a comparison
-    # inside a date is nearly always decided by one long instead of walking the string columns; it is a
-    # column, not an expression, because past the sort prefix the comparator would recompute it each time.
-    key_hash = "_key_hash"
-    window = Window.partitionBy("report_date", key_hash, *KEY_COLUMNS[1:], valid.alias("_valid")).orderBy(
+    # The hash leads the window's sort so its 8-byte prefix nearly always decides the order: with
+    # report_date first, every comparison inside a date would walk the string columns.
+    key_hash = F.xxhash64(*KEY_COLUMNS).alias("_key_hash")
+    window = Window.partitionBy(key_hash, *KEY_COLUMNS, valid.alias("_valid")).orderBy(
         F.col("last_update").desc_nulls_last(),
         F.col("confirmed").desc_nulls_last(),
         F.col("deaths").desc_nulls_last(),
@@ -443,16 +441,13 @@ def classify(df: DataFrame, partitions: int) -> DataFrame:
     )
     # Clustering on report_date alone satisfies the window's distribution and keeps each date in one task,
     # so the partitioned writes produce one file per date.
-    return (df.withColumn(key_hash, F.xxhash64(*KEY_COLUMNS)).repartition(partitions, "report_date")
-            .withColumn("outcome", outcome).drop(key_hash))
+    return df.repartition(partitions, "report_date").withColumn("outcome", outcome)
 
 
 def _source_file(raw_prefix: str) -> Column:
     """The raw file a row came from: each date is read from exactly one known path."""
-    # MM-dd-yyyy is cut from the ISO string: per row, date_format costs several times more than substrings.
-    iso = F.col("report_date").cast("string")
-    return F.concat(F.lit(f"{raw_prefix}/report_date="), iso, F.lit("/"), F.substring(iso, 6, 5), F.lit("-"),
-                    F.substring(iso, 1, 4), F.lit(".csv"))
+    return F.concat(F.lit(f"{raw_prefix}/report_date="), F.col("report_date").cast("string"), F.lit("/"),
+                    F.date_format("report_date", "MM-dd-yyyy"), F.lit(".csv"))
 
 
 def processed_rows(classified: DataFrame, raw_prefix: str) -> DataFrame:
@@ -536,8 +531,10 @@ def _job_conf(spark: SparkSession, local_files: bool) -> Iterator[None]:
       methods over 8000 bytes); above the limit Spark uses per-operator code instead, measured 1.5x faster.
     - Local files are stat'ed on the driver instead of in a Spark job per era (one task per path); on S3
       the default stays: above 32 paths Spark lists them in a distributed job, which beats serial HEADs.
+    - Uncompressed cache: the classified rows are cached once and read twice; compressing the cache costs
+      more CPU than it saves (bench/jhu_spark_job.py: about 8% less CPU over the 495 files).
     """
-    settings = {"spark.sql.codegen.hugeMethodLimit": "8000"}
+    settings = {"spark.sql.codegen.hugeMethodLimit": "8000", "spark.sql.inMemoryColumnarStorage.compressed": "false"}
     if local_files:
         settings["spark.sql.sources.parallelPartitionDiscovery.threshold"] = "1000000"
     previous = {key: spark.conf.get(key) for key in settings}
