@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import tempfile
@@ -53,6 +54,9 @@ def spark():
     })
     yield session
     session.stop()
+    # py4j logs "Closing down clientserver connection" from an atexit hook, after pytest closed the
+    # streams its log handlers write to ("--- Logging error ---"): nothing to report by then.
+    logging.getLogger("py4j").setLevel(logging.CRITICAL)
 
 
 @pytest.fixture(scope="session")
