@@ -64,15 +64,20 @@ def write_site(lake: Path, out: Path, bundle: Path = DEFAULT_BUNDLE) -> dict[str
         shutil.copytree(bundle, staging, dirs_exist_ok=True)
         shutil.rmtree(staging / extracts.DATA_DIR, ignore_errors=True)
         write_files(staging, files)
-        previous = out.with_name(f".{out.name}-previous")
-        shutil.rmtree(previous, ignore_errors=True)
-        if out.exists():
-            out.rename(previous)
-        staging.rename(out)
-        shutil.rmtree(previous, ignore_errors=True)
+        swap_in(staging, out)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return files[f"{extracts.DATA_DIR}/meta.json"]
+
+
+def swap_in(staging: Path, target: Path) -> None:
+    """Replace directory ``target`` by ``staging`` with renames, so a reader never sees a half-written one."""
+    previous = target.with_name(f".{target.name}-previous")
+    shutil.rmtree(previous, ignore_errors=True)
+    if target.exists():
+        target.rename(previous)
+    staging.rename(target)
+    shutil.rmtree(previous, ignore_errors=True)
 
 
 def main(argv: list[str] | None = None) -> None:

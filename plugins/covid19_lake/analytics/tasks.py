@@ -28,13 +28,7 @@ def replace_data_dir(site: Path, files: dict[str, Any]) -> None:
     staging = Path(tempfile.mkdtemp(prefix=".data-", dir=site))
     try:
         dashboard.write_files(staging, {k.removeprefix(f"{extracts.DATA_DIR}/"): v for k, v in files.items()})
-        target = site / extracts.DATA_DIR
-        previous = site / ".data-previous"
-        shutil.rmtree(previous, ignore_errors=True)
-        if target.exists():
-            target.rename(previous)
-        staging.rename(target)
-        shutil.rmtree(previous, ignore_errors=True)
+        dashboard.swap_in(staging, site / extracts.DATA_DIR)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
