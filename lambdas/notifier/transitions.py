@@ -62,6 +62,16 @@ def normalize_status(value: Any) -> str | None:
     return text or None
 
 
+def _required_image(dynamodb: Mapping[str, Any], field: str, event_id: str, event_name: str) -> dict[str, Any]:
+    image = deserialize_image(dynamodb.get(field), event_id=event_id, field=field)
+    if image is None:
+        raise MalformedRecordError(
+            f"record {event_id}: {event_name} without dynamodb.{field}; the stream view type must be "
+            "NEW_AND_OLD_IMAGES"
+        )
+    return image
+
+
 def detect_transition(record: Mapping[str, Any]) -> Transition | None:
     """The transition a stream record carries, or None when nothing worth a message happened.
 
@@ -80,21 +90,11 @@ def detect_transition(record: Mapping[str, Any]) -> Transition | None:
     dynamodb = record.get("dynamodb")
     if not isinstance(dynamodb, Mapping):
         raise MalformedRecordError(f"record {event_id}: no 'dynamodb' section")
-    new_image = deserialize_image(dynamodb.get("NewImage"), event_id=event_id, field="NewImage")
-    if new_image is None:
-        raise MalformedRecordError(
-            f"record {event_id}: {event_name} without dynamodb.NewImage; the stream view type must be "
-            "NEW_AND_OLD_IMAGES"
-        )
+    new_image = _required_image(dynamodb, "NewImage", event_id, event_name)
     status = normalize_status(new_image.get("status"))
     if event_name == "INSERT":
         return Transition(event_id, event_name, None, status, new_image)
-    old_image = deserialize_image(dynamodb.get("OldImage"), event_id=event_id, field="OldImage")
-    if old_image is None:
-        raise MalformedRecordError(
-            f"record {event_id}: MODIFY without dynamodb.OldImage; the stream view type must be "
-            "NEW_AND_OLD_IMAGES"
-        )
+    old_image = _required_image(dynamodb, "OldImage", event_id, event_name)
     previous = normalize_status(old_image.get("status"))
     if previous == status:
         return None
