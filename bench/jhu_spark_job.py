@@ -17,6 +17,7 @@ import contextlib
 import datetime as dt
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -28,6 +29,10 @@ from pathlib import Path
 import psutil
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from local.hadoop.build import ensure_jar, spark_conf  # noqa: E402
+
 JOB = REPO / "spark_jobs" / "jhu_daily_reports.py"
 MIRROR = REPO.parent / "shared" / "data" / "jhu" / "daily_reports"
 START, END = "2020-01-22", "2021-05-30"
@@ -69,6 +74,12 @@ class TreeMemorySampler(threading.Thread):
             self.done.wait(self.interval)
 
 
+def children_cpu_seconds() -> float:
+    """User + system CPU of every finished child process (the JVM and the Python driver included)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def spark_env() -> dict[str, str]:
     import pyspark
 
@@ -88,25 +99,25 @@ def run_pandas_reference() -> float:
 
 
 def run_spark(lake: Path, master: str, driver_memory: str, log: Path,
-              conf: list[str] | None = None) -> tuple[float, int, int]:
+              conf: list[str] | None = None, job: Path = JOB) -> tuple[float, float, int, int]:
     env = spark_env()
     command = [
         str(Path(env["SPARK_HOME"]) / "bin" / "spark-submit"), "--master", master,
         "--driver-memory", driver_memory, "--conf", "spark.ui.enabled=false",
         *[arg for setting in conf or [] for arg in ("--conf", setting)],
-        str(JOB), "--lake", str(lake), "--start-date", START, "--end-date", END,
+        str(job), "--lake", str(lake), "--start-date", START, "--end-date", END,
         "--summary-uri", str(lake / "summary.json"),
     ]
-    started = time.perf_counter()
+    started, cpu_before = time.perf_counter(), children_cpu_seconds()
     with log.open("w") as handle:
         proc = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT, env=env, cwd=REPO)
         sampler = TreeMemorySampler(proc.pid)
         sampler.start()
         code = proc.wait()
-    wall = time.perf_counter() - started
+    wall, cpu = time.perf_counter() - started, children_cpu_seconds() - cpu_before
     sampler.done.set()
     sampler.join()
-    return wall, code, sampler.peak
+    return wall, cpu, code, sampler.peak
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -120,6 +131,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--conf", action="append", default=[], metavar="KEY=VALUE",
                         help="extra spark-submit --conf (repeatable), e.g. spark.driver.extraJavaOptions=...")
     parser.add_argument("--keep", action="store_true", help="keep the temporary lake and the Spark log")
+    parser.add_argument("--job", type=Path, default=JOB, help="the job script to run (to compare a variant)")
+    parser.add_argument("--hadoop-local-fs", action="store_true",
+                        help="use Hadoop's default local file system instead of the local stack's (local/hadoop)")
     args = parser.parse_args(argv)
 
     pandas_seconds = args.pandas_seconds
@@ -130,7 +144,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         files = build_lake(args.mirror, lake, args.copy)
         log = lake / "spark-submit.log"
-        wall, code, peak = run_spark(lake, args.master, args.driver_memory, log, args.conf)
+        # The settings the local stack's EMR runner gives every step, then the caller's.
+        conf = [] if args.hadoop_local_fs else [f"{k}={v}" for k, v in spark_conf(ensure_jar()).items()]
+        wall, cpu, code, peak = run_spark(lake, args.master, args.driver_memory, log, conf + args.conf, args.job)
         if code != 0 or not (lake / "summary.json").exists():
             print(f"spark-submit exited {code}; log: {log}")
             args.keep = True
@@ -145,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
                 per_era[entry["era"]][counter] += entry[counter]
 
         print(f"spark job ({args.master}, driver {args.driver_memory}): {files} files, {totals['rows_read']} rows in "
-              f"{wall:.1f} s wall ({summary['duration_seconds']:.1f} s inside the job), "
+              f"{wall:.1f} s wall ({summary['duration_seconds']:.1f} s inside the job, {cpu:.1f} s CPU), "
               f"{totals['rows_read'] / wall:.0f} rows/s, peak RSS of the process tree {peak / 2**20:.0f} MB")
         print(f"  written {totals['rows_written']}, quarantined {totals['rows_quarantined']}, exact duplicates "
               f"{totals['exact_duplicates_dropped']}, key duplicates {totals['key_duplicates_resolved']}, "

@@ -72,10 +72,12 @@ def _local_path(value: str, base: Path, what: str) -> str:
 
 
 def build_spark_submit(
-    args: list[str], *, spark_jobs_dir: Path, master: str, spark_submit: Path
+    args: list[str], *, spark_jobs_dir: Path, master: str, spark_submit: Path,
+    local_conf: Mapping[str, str] | None = None,
 ) -> list[str]:
     """The local command for an EMR ``spark-submit`` step: YARN master and cluster deploy mode dropped,
-    relative and file:// paths made local, S3 paths rejected with a clear message."""
+    relative and file:// paths made local, S3 paths rejected with a clear message. ``local_conf`` adds
+    settings of this machine's Spark (the step's own --conf wins)."""
     if not args or Path(args[0]).name != "spark-submit":
         raise StepRejected(
             "Unsupported step.",
@@ -112,7 +114,7 @@ def build_spark_submit(
         raise StepRejected("File not found.", f"application script {script} does not exist")
     # Keep Spark on loopback and without a UI port unless the step asks otherwise.
     defaults = {"spark.ui.enabled": "false", "spark.driver.host": "127.0.0.1",
-                "spark.driver.bindAddress": "127.0.0.1"}
+                "spark.driver.bindAddress": "127.0.0.1", **(local_conf or {})}
     default_confs = [x for key, value in defaults.items() if key not in user_confs
                      for x in ("--conf", f"{key}={value}")]
     return [str(spark_submit), "--master", master, *default_confs, *options, script, *args[i + 1:]]
@@ -184,6 +186,7 @@ class EmrStepRunner:
         self.poll_seconds = poll_seconds
         self._on_process_change = on_process_change
         self._runs: dict[str, _Run] = {}
+        self._spark_conf: dict[str, str] | None = None
         self._lock = threading.RLock()
         self._wake = threading.Event()
         self._stopping = threading.Event()
@@ -269,6 +272,14 @@ class EmrStepRunner:
             else:  # EMR ends a cluster that only lived for its steps
                 _terminate_cluster(cluster, "TERMINATED", "ALL_STEPS_COMPLETED", "Steps completed")
 
+    def _local_spark_conf(self) -> dict[str, str]:
+        """The local file system without a chmod process per file (local/hadoop), built on first use."""
+        if self._spark_conf is None:
+            from local.hadoop.build import ensure_jar, spark_conf
+
+            self._spark_conf = spark_conf(ensure_jar())
+        return self._spark_conf
+
     def _start(self, cluster: Any, step: Any) -> None:
         log_dir = self.log_dir / cluster.id / "steps" / step.id
         log_dir.mkdir(parents=True, exist_ok=True)
@@ -282,7 +293,7 @@ class EmrStepRunner:
                 )
             command = build_spark_submit(
                 list(step.args), spark_jobs_dir=self.spark_jobs_dir, master=self.spark_master,
-                spark_submit=spark_submit_path(),
+                spark_submit=spark_submit_path(), local_conf=self._local_spark_conf(),
             )
         except StepRejected as rejected:
             (log_dir / "stderr").write_text(rejected.message + "\n", encoding="utf-8")

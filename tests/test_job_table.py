@@ -114,7 +114,18 @@ def test_second_run_is_refused_while_the_step_is_live_and_admitted_once_it_died(
     assert not table.finish("2020-03-01", "jhu", RUN_A.run_id, status="FAILED", ended_at=NOW)
 
 
-def test_concurrent_claims_have_exactly_one_winner(table):
+def test_concurrent_claims_have_exactly_one_winner(table, monkeypatch):
+    # DynamoDB checks a condition and writes the item atomically; moto's in-memory backend does not, so
+    # two threads could both pass `attribute_not_exists`. Give moto that atomicity, as the service has.
+    from moto.dynamodb.models import DynamoDBBackend
+
+    atomic, put_item = threading.Lock(), DynamoDBBackend.put_item
+
+    def atomic_put_item(self, *args, **kwargs):
+        with atomic:
+            return put_item(self, *args, **kwargs)
+
+    monkeypatch.setattr(DynamoDBBackend, "put_item", atomic_put_item)
     runs = [RunInfo("jhu_daily_reports", f"manual__{i}", 1) for i in range(8)]
     barrier = threading.Barrier(len(runs))
     decisions: dict[str, str] = {}
