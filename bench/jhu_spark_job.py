@@ -1,7 +1,8 @@
 """Benchmark the JHU daily-reports Spark job on all 495 mirror files, the way spark-submit runs it.
 
-    .venv/bin/python bench/jhu_spark_job.py [--master local[2]] [--driver-memory 2g] [--copy]
+    .venv/bin/python bench/jhu_spark_job.py [--master local[2]] [--driver-memory 2g] [--copy] [--repeat N]
                                              [--pandas-seconds S | --skip-pandas] [--keep] [--conf K=V ...]
+                                             [--job PATH] [--hadoop-local-fs]
 
 Links (or copies) the mirror into a temporary lake's raw layout, runs `spark-submit spark_jobs/jhu_daily_reports.py`
 over 2020-01-22..2021-05-30 in a subprocess, samples the RSS of the whole process tree (JVM + Python), and prints
@@ -19,6 +20,7 @@ import json
 import os
 import resource
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -134,13 +136,35 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--job", type=Path, default=JOB, help="the job script to run (to compare a variant)")
     parser.add_argument("--hadoop-local-fs", action="store_true",
                         help="use Hadoop's default local file system instead of the local stack's (local/hadoop)")
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="alternate the reference and the job this many times and compare medians (a shared "
+                             "machine's noise is +-10 %% per run)")
     args = parser.parse_args(argv)
 
-    pandas_seconds = args.pandas_seconds
-    if pandas_seconds is None and not args.skip_pandas:
-        pandas_seconds = run_pandas_reference()
+    spark_walls: list[float] = []
+    pandas_walls: list[float] = [args.pandas_seconds] if args.pandas_seconds else []
+    for round_number in range(1, args.repeat + 1):
+        if args.repeat > 1:
+            print(f"-- round {round_number} of {args.repeat}")
+        if args.pandas_seconds is None and not args.skip_pandas:
+            pandas_walls.append(run_pandas_reference())
+        wall = run_spark_once(args)
+        if wall is None:
+            return 1
+        spark_walls.append(wall)
+    if pandas_walls:
+        spark_median, pandas_median = statistics.median(spark_walls), statistics.median(pandas_walls)
+        print(f"spark job wall times {', '.join(f'{w:.1f}' for w in spark_walls)} s; pandas reference "
+              f"{', '.join(f'{w:.1f}' for w in pandas_walls)} s")
+        print(f"ratio spark / pandas wall time (medians): {spark_median / pandas_median:.2f} "
+              f"({spark_median:.1f} s vs {pandas_median:.1f} s)")
+    return 0
 
+
+def run_spark_once(args: argparse.Namespace) -> float | None:
+    """One spark-submit run in a fresh lake; prints its numbers and returns its wall time (None: it failed)."""
     lake = Path(tempfile.mkdtemp(prefix="jhu-bench-lake-"))
+    keep = args.keep
     try:
         files = build_lake(args.mirror, lake, args.copy)
         log = lake / "spark-submit.log"
@@ -149,8 +173,8 @@ def main(argv: list[str] | None = None) -> int:
         wall, cpu, code, peak = run_spark(lake, args.master, args.driver_memory, log, conf + args.conf, args.job)
         if code != 0 or not (lake / "summary.json").exists():
             print(f"spark-submit exited {code}; log: {log}")
-            args.keep = True
-            return 1
+            keep = True
+            return None
         summary = json.loads((lake / "summary.json").read_text())
         totals = summary["totals"]
         per_era: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
@@ -168,16 +192,12 @@ def main(argv: list[str] | None = None) -> int:
               f"dates completed {totals['dates_completed']}, failed {totals['dates_failed']}")
         for era, counts in sorted(per_era.items(), key=lambda item: str(item[0])):
             print(f"  {era}: " + ", ".join(f"{key} {value}" for key, value in counts.items()))
-        if pandas_seconds:
-            print(f"ratio spark / pandas wall time: {wall / pandas_seconds:.2f} "
-                  f"({wall:.1f} s vs {pandas_seconds:.1f} s)")
-        return 0
+        return wall
     finally:
-        if args.keep:
+        if keep:
             print(f"lake kept at {lake}")
         else:
             shutil.rmtree(lake, ignore_errors=True)
-
 
 if __name__ == "__main__":
     sys.exit(main())

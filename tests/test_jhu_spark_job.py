@@ -223,7 +223,7 @@ def test_bad_rows_go_to_quarantine_with_reasons(spark, tmp_path):
         f'1005,Barbour,Alabama,US,{stamp},31.8,-85.3,5,-3,0,8,"Barbour, Alabama, US"',
         f'1007,Bibb,Alabama,US,{stamp},33.0,-87.1,5,0,0,-2,"Bibb, Alabama, US"',
         f',,,,{stamp},,,1,0,0,1,Nowhere',
-        f',,,Atlantis,{stamp},,,1,0,0,1,Atlantis',
+        f',,, Atlantis\t,{stamp},,,1,0,0,1,Atlantis',  # padded: trimmed for the check, kept in raw_record
         '1009,Blount,Alabama,US,yesterday,34.0,-86.5,1,0,0,1,"Blount, Alabama, US"',
         f'1011,Bullock,Alabama,US,{stamp},abc,-85.7,1.5,0,0,1,"Bullock, Alabama, US"',
         f'1013,Butler,Alabama,US,{stamp},31.7,-86.6,2,0,0,2,"Butler, Alabama, US",extra',
@@ -235,8 +235,10 @@ def test_bad_rows_go_to_quarantine_with_reasons(spark, tmp_path):
     entry = summary["dates"][day.isoformat()]
     assert (entry["rows_read"], entry["rows_written"], entry["rows_quarantined"]) == (11, 3, 8)
     assert_identity(summary)
-    reasons = {json.loads(r["raw_record"]).get("Admin2") or json.loads(r["raw_record"])["Country_Region"]:
-               r["reason"] for r in quarantined(tmp_path).to_pylist()}
+    records = [(json.loads(r["raw_record"]), r["reason"]) for r in quarantined(tmp_path).to_pylist()]
+    reasons = {(record.get("Admin2") or record["Country_Region"] or "").strip(): why for record, why in records}
+    atlantis = next(r for r in quarantined(tmp_path).to_pylist() if "Atlantis" in r["raw_record"])
+    assert json.loads(atlantis["raw_record"])["Country_Region"] == " Atlantis\t"
     assert reasons["Baldwin"] == "Confirmed '1,2x' is not a whole number"
     assert reasons["Barbour"] == "Deaths '-3' is negative, expected a count >= 0"
     assert reasons["Bibb"] == "Active '-2' is negative, expected a count >= 0"
