@@ -112,9 +112,11 @@ def build_spark_submit(
     script = _local_path(args[i], spark_jobs_dir, "the application script")
     if not Path(script).is_file():
         raise StepRejected("File not found.", f"application script {script} does not exist")
-    # Keep Spark on loopback and without a UI port unless the step asks otherwise.
+    # Keep Spark on loopback and without a UI port unless the step asks otherwise. In local mode the driver
+    # is also the executor: EMR sizes its driver from the instance type, here it gets 2 GB, not Spark's 1 GB
+    # (the JHU backfill keeps ~0.5 GB of checkpointed rows in memory).
     defaults = {"spark.ui.enabled": "false", "spark.driver.host": "127.0.0.1",
-                "spark.driver.bindAddress": "127.0.0.1", **(local_conf or {})}
+                "spark.driver.bindAddress": "127.0.0.1", "spark.driver.memory": "2g", **(local_conf or {})}
     default_confs = [x for key, value in defaults.items() if key not in user_confs
                      for x in ("--conf", f"{key}={value}")]
     return [str(spark_submit), "--master", master, *default_confs, *options, script, *args[i + 1:]]

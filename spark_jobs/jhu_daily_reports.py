@@ -560,10 +560,8 @@ def _job_conf(spark: SparkSession, local_files: bool) -> Iterator[None]:
       methods over 8000 bytes); above the limit Spark uses per-operator code instead, measured 1.5x faster.
     - Local files are stat'ed on the driver instead of in a Spark job per era (one task per path); on S3
       the default stays: above 32 paths Spark lists them in a distributed job, which beats serial HEADs.
-    - Uncompressed cache: the classified rows are cached once and read twice; compressing the cache costs
-      more CPU than it saves (bench/jhu_spark_job.py: about 8% less CPU over the 495 files).
     """
-    settings = {"spark.sql.codegen.hugeMethodLimit": "8000", "spark.sql.inMemoryColumnarStorage.compressed": "false"}
+    settings = {"spark.sql.codegen.hugeMethodLimit": "8000"}
     if local_files:
         settings["spark.sql.sources.parallelPartitionDiscovery.threshold"] = "1000000"
     previous = {key: spark.conf.get(key) for key in settings}
@@ -586,7 +584,7 @@ def _transform_and_write(spark: SparkSession, args: argparse.Namespace, good: li
             parts.append(to_canonical(read_era(spark, era, uris), era))
     combined = reduce(DataFrame.unionByName, parts)
 
-    # A fixed count: AQE cannot coalesce a shuffle below a cached plan, and 200 tiny tasks cost more than
+    # A fixed count: AQE cannot coalesce a shuffle below a checkpoint, and 200 tiny tasks cost more than
     # the work on a small cluster.
     partitions = max(1, min(len(good), 2 * spark.sparkContext.defaultParallelism))
     # Materialized once and read three times (counts, processed, quarantine). A local checkpoint keeps the

@@ -78,6 +78,9 @@ def test_daily_run_lands_processes_catalogs_records_and_notifies(airflow, jhu_mi
     assert record["status"] == "COMPLETED" and record["dag_id"] == "jhu_daily_reports"
     assert int(record["rows_written"]) == processed_rows(stack, "2020-03-01") > 0
     assert record["step_id"] in {s["Id"] for s in steps(stack)}
+    # The step ran with the local stack's file system (local/hadoop), as every local step does.
+    controller = next(Path(stack.state_dir).glob(f"emr/*/steps/{record['step_id']}/controller")).read_text()
+    assert "spark.hadoop.fs.file.impl=covid19lake.hadoop.NioLocalFileSystem" in controller
     assert "2020-03-01" in glue_partitions(stack)
     sent = wait_for_notifications(stack, "2020-03-01", 9)
     for destination in ("/chime", "/slack", "/teams"):

@@ -27,6 +27,7 @@ def test_spark_submit_drops_yarn_and_cluster_mode_and_makes_paths_local(tmp_path
     assert "cluster" not in command and "yarn" not in command and "--master=yarn" not in command
     assert command[command.index("--py-files") + 1] == str(tmp_path / "spark_common.py")
     assert "spark.ui.enabled=false" not in command  # the step's own setting wins
+    assert command[command.index("spark.driver.memory=2g") - 1] == "--conf"
     assert command[-3:] == [str(tmp_path / "job.py"), "--lake", "file:///lake"]
 
 
