@@ -316,17 +316,10 @@ def _is_blank(raw: Column) -> Column:
 
 def _field_label(field_name: str) -> Column:
     """The field's name as the row's own file spells it (only evaluated for rows with a problem)."""
-    names: dict[str, list[str]] = {}
-    for era in ERAS:
-        names.setdefault(era.source_of(field_name) or field_name, []).append(era.name)
+    names = {era.source_of(field_name) or field_name for era in ERAS}
     if len(names) == 1:
-        return F.lit(next(iter(names)))
-    (*cases, (last_name, _)) = names.items()
-    label = None
-    for name, eras in cases:
-        condition = F.col("era").isin(*eras)
-        label = F.when(condition, F.lit(name)) if label is None else label.when(condition, F.lit(name))
-    return label.otherwise(F.lit(last_name))
+        return F.lit(names.pop())
+    return _per_era(lambda era: F.lit(era.source_of(field_name) or field_name))
 
 
 def _message(field_name: str, raw: Column | None, expected: str) -> Column:
