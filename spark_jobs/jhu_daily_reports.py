@@ -22,7 +22,7 @@ import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from functools import reduce
 from pathlib import Path
@@ -429,10 +429,10 @@ def classify(df: DataFrame, partitions: int) -> DataFrame:
     """
     valid = ~F.col("quarantine")
     # report_date leads the window's sort, so the rows leave it ordered by date and the partitioned write
-    # needs no sort of its own (the checkpoint keeps the ordering; 1.4 s less over the 495 files). The key's
-    # hash comes next, so comparisons within a date nearly always end on 8 bytes instead of the strings.
-    key_hash = F.xxhash64(*KEY_COLUMNS).alias("_key_hash")
-    window = Window.partitionBy("report_date", key_hash, *KEY_COLUMNS[1:], valid.alias("_valid")).orderBy(
+    # needs no sort of its own. The key's hash comes next, so comparisons within a date nearly always end on
+    # 8 bytes instead of the strings. It is a column, computed once per row: as an expression in the window
+    # spec, Spark recomputed it in every comparison of the sort (a quarter of the window stage's CPU).
+    window = Window.partitionBy("report_date", "_key_hash", *KEY_COLUMNS[1:], "_valid").orderBy(
         F.col("last_update").desc_nulls_last(),
         F.col("confirmed").desc_nulls_last(),
         F.col("deaths").desc_nulls_last(),
@@ -451,7 +451,25 @@ def classify(df: DataFrame, partitions: int) -> DataFrame:
     )
     # Clustering on report_date alone satisfies the window's distribution and keeps each date in one task,
     # so the partitioned writes produce one file per date.
-    return df.repartition(partitions, "report_date").withColumn("outcome", outcome)
+    return (df.withColumns({"_key_hash": F.xxhash64(*KEY_COLUMNS), "_valid": valid})
+            .repartition(partitions, "report_date")
+            .withColumn("outcome", outcome)
+            .drop("_key_hash", "_valid"))
+
+
+def materialize(spark: SparkSession, classified: DataFrame) -> DataFrame:
+    """Compute the classified rows once; the counts and both writes read them.
+
+    A local checkpoint keeps the rows as they are; a cache would first convert them to columnar batches and
+    back, measured 5-7 s more over the 495 files. Its blocks live on the executors: losing one fails the job
+    (the Airflow task retries).
+
+    Adaptive execution is off for this one query: an adaptive plan reports no output ordering, so the
+    checkpoint would forget that classify left the rows sorted by date and both writes would sort them
+    again. The query gains nothing from it (a fixed partition count, an explicit broadcast).
+    """
+    with _sql_conf(spark, {"spark.sql.adaptive.enabled": "false"}):
+        return classified.localCheckpoint(eager=True)
 
 
 def _source_file(raw_prefix: str) -> Column:
@@ -546,8 +564,20 @@ def totals_of(dates: dict[str, dict]) -> dict:
 
 
 @contextmanager
-def _job_conf(spark: SparkSession, local_files: bool) -> Iterator[None]:
-    """SQL settings for this job's queries, restored afterwards (the session may be shared, as in tests).
+def _sql_conf(spark: SparkSession, settings: dict[str, str]) -> Iterator[None]:
+    """These SQL settings inside the block, the previous ones after it (the session may be shared, as in tests)."""
+    previous = {key: spark.conf.get(key) for key in settings}
+    for key, value in settings.items():
+        spark.conf.set(key, value)
+    try:
+        yield
+    finally:
+        for key, value in previous.items():
+            spark.conf.set(key, value)
+
+
+def _job_conf(spark: SparkSession, local_files: bool) -> AbstractContextManager[None]:
+    """SQL settings for this job's queries.
 
     - hugeMethodLimit 8000: normalize's stage compiles to one method too big for the JIT (HotSpot skips
       methods over 8000 bytes); above the limit Spark uses per-operator code instead, measured 1.5x faster.
@@ -557,14 +587,7 @@ def _job_conf(spark: SparkSession, local_files: bool) -> Iterator[None]:
     settings = {"spark.sql.codegen.hugeMethodLimit": "8000"}
     if local_files:
         settings["spark.sql.sources.parallelPartitionDiscovery.threshold"] = "1000000"
-    previous = {key: spark.conf.get(key) for key in settings}
-    for key, value in settings.items():
-        spark.conf.set(key, value)
-    try:
-        yield
-    finally:
-        for key, value in previous.items():
-            spark.conf.set(key, value)
+    return _sql_conf(spark, settings)
 
 
 def _transform_and_write(spark: SparkSession, args: argparse.Namespace, good: list[RawFile],
@@ -580,10 +603,7 @@ def _transform_and_write(spark: SparkSession, args: argparse.Namespace, good: li
     # A fixed count: AQE cannot coalesce a shuffle below a checkpoint, and 200 tiny tasks cost more than
     # the work on a small cluster.
     partitions = max(1, min(len(good), 2 * spark.sparkContext.defaultParallelism))
-    # Materialized once and read three times (counts, processed, quarantine). A local checkpoint keeps the
-    # rows as they are; a cache would first convert them to columnar batches and back, measured 5-7 s more
-    # over the 495 files. Its blocks live on the executors: losing one fails the job (the task retries).
-    classified = classify(normalize(combined, mapping), partitions).localCheckpoint(eager=True)
+    classified = materialize(spark, classify(normalize(combined, mapping), partitions))
     raw_prefix = f"{args.lake}/{RAW_PREFIX}"
     counts = classified.groupBy("report_date", "outcome").count().collect()
     _apply_counts(dates, ((row.report_date, row.outcome, row["count"]) for row in counts))

@@ -320,3 +320,26 @@ def test_cli_range_without_only_dates_and_default_mapping(spark, jhu_mirror, tmp
                                                  for s in ("02-01-2020", "02-02-2020"))
     assert summary["totals"]["dates_completed"] == 2
     assert_identity(summary)
+
+
+def test_materialized_rows_stay_sorted_by_date_so_the_writes_do_not_sort_again(spark, jhu_mirror, tmp_path):
+    days = [_day("01-22-2020"), _day("03-22-2020"), _day("11-09-2020")]
+    for day in days:
+        place(tmp_path, day, (jhu_mirror / f"{day.strftime('%m-%d-%Y')}.csv").read_bytes())
+    lake = job.normalize_lake_uri(str(tmp_path))
+    raws = job.inspect_raw_files(spark, lake, days)
+    mapping = job.load_country_mapping(spark, job.DEFAULT_MAPPING.as_uri())
+    combined = job.to_canonical(job.read_era(spark, raws[0].era, [raws[0].uri]), raws[0].era)
+    for raw in raws[1:]:
+        combined = combined.unionByName(job.to_canonical(job.read_era(spark, raw.era, [raw.uri]), raw.era))
+    adaptive = spark.conf.get("spark.sql.adaptive.enabled")
+    classified = job.materialize(spark, job.classify(job.normalize(combined, mapping), 2))
+    assert spark.conf.get("spark.sql.adaptive.enabled") == adaptive
+
+    for rows in (job.processed_rows(classified, lake), job.quarantined_rows(classified, lake)):
+        ordering = rows._jdf.queryExecution().optimizedPlan().outputOrdering()
+        assert ordering.nonEmpty() and ordering.head().child().sql() == "report_date"
+    # and the rows really are in that order, each date in one partition
+    per_partition = classified.rdd.mapPartitions(lambda rows: [[row.report_date for row in rows]]).collect()
+    assert all(part == sorted(part) for part in per_partition)
+    assert sorted(day for part in per_partition for day in set(part)) == days
