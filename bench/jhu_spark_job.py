@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/jhu_spark_job.py [--master local[2]] [--driver-memory 2g] [--copy] [--repeat N]
                                              [--pandas-seconds S | --skip-pandas] [--keep] [--conf K=V ...]
-                                             [--job PATH] [--hadoop-local-fs]
+                                             [--job PATH] [--hadoop-local-fs] [--no-cds]
 
 Links (or copies) the mirror into a temporary lake's raw layout, runs `spark-submit spark_jobs/jhu_daily_reports.py`
 over 2020-01-22..2021-05-30 in a subprocess, samples the RSS of the whole process tree (JVM + Python), and prints
@@ -34,6 +34,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from local.hadoop.build import ensure_jar, spark_conf  # noqa: E402
+from local.jvm.class_data_sharing import adopt_recording, archive_path, driver_java_options  # noqa: E402
 
 JOB = REPO / "spark_jobs" / "jhu_daily_reports.py"
 MIRROR = REPO.parent / "shared" / "data" / "jhu" / "daily_reports"
@@ -136,10 +137,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--job", type=Path, default=JOB, help="the job script to run (to compare a variant)")
     parser.add_argument("--hadoop-local-fs", action="store_true",
                         help="use Hadoop's default local file system instead of the local stack's (local/hadoop)")
+    parser.add_argument("--no-cds", action="store_true",
+                        help="start the driver JVM without the local stack's class-data-sharing archive (local/jvm)")
     parser.add_argument("--repeat", type=int, default=1,
                         help="alternate the reference and the job this many times and compare medians (a shared "
                              "machine's noise is +-10 %% per run)")
     args = parser.parse_args(argv)
+
+    # The settings the local stack's EMR runner gives every step, then the caller's.
+    jar = None if args.hadoop_local_fs else ensure_jar()
+    conf = [f"{k}={v}" for k, v in spark_conf(jar).items()]
+    archive = None if args.no_cds else archive_path([str(jar)] if jar else [])
+    if archive is not None and not archive.is_file():
+        # The local stack's first step on a machine records the archive; later steps use it. Timed runs
+        # measure the later ones.
+        print(f"recording the driver's class-data-sharing archive {archive.name} (an untimed first run)")
+        settings, recording = driver_java_options(archive)
+        wall = run_spark_once(args, conf + [f"{k}={v}" for k, v in settings.items()])
+        adopt_recording(recording, archive, succeeded=wall is not None)
+    if archive is not None:
+        conf += [f"{k}={v}" for k, v in driver_java_options(archive)[0].items()]
+    conf += args.conf
 
     spark_walls: list[float] = []
     pandas_walls: list[float] = [args.pandas_seconds] if args.pandas_seconds else []
@@ -148,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"-- round {round_number} of {args.repeat}")
         if args.pandas_seconds is None and not args.skip_pandas:
             pandas_walls.append(run_pandas_reference())
-        wall = run_spark_once(args)
+        wall = run_spark_once(args, conf)
         if wall is None:
             return 1
         spark_walls.append(wall)
@@ -161,16 +179,14 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def run_spark_once(args: argparse.Namespace) -> float | None:
+def run_spark_once(args: argparse.Namespace, conf: list[str]) -> float | None:
     """One spark-submit run in a fresh lake; prints its numbers and returns its wall time (None: it failed)."""
     lake = Path(tempfile.mkdtemp(prefix="jhu-bench-lake-"))
     keep = args.keep
     try:
         files = build_lake(args.mirror, lake, args.copy)
         log = lake / "spark-submit.log"
-        # The settings the local stack's EMR runner gives every step, then the caller's.
-        conf = [] if args.hadoop_local_fs else [f"{k}={v}" for k, v in spark_conf(ensure_jar()).items()]
-        wall, cpu, code, peak = run_spark(lake, args.master, args.driver_memory, log, conf + args.conf, args.job)
+        wall, cpu, code, peak = run_spark(lake, args.master, args.driver_memory, log, conf, args.job)
         if code != 0 or not (lake / "summary.json").exists():
             print(f"spark-submit exited {code}; log: {log}")
             keep = True

@@ -144,6 +144,9 @@ class _Run:
     log_dir: Path
     cancel_requested: bool = False
     files: list[Any] = field(default_factory=list)
+    # The class-data-sharing archive this step's JVM records at exit, and where it goes (local/jvm).
+    cds_recording: Path | None = None
+    cds_archive: Path | None = None
 
 
 def _kill_group(process: subprocess.Popen[bytes], sig: int) -> None:
@@ -282,6 +285,15 @@ class EmrStepRunner:
             self._spark_conf = spark_conf(ensure_jar())
         return self._spark_conf
 
+    def _driver_java_options(self) -> tuple[dict[str, str], Path | None, Path | None]:
+        """The driver's class-data-sharing options (local/jvm): (settings, recording, archive)."""
+        from local.jvm.class_data_sharing import archive_path, driver_java_options
+
+        classpath = self._local_spark_conf().get("spark.driver.extraClassPath", "")
+        archive = archive_path([classpath] if classpath else [])
+        settings, recording = driver_java_options(archive)
+        return settings, recording, archive
+
     def _start(self, cluster: Any, step: Any) -> None:
         log_dir = self.log_dir / cluster.id / "steps" / step.id
         log_dir.mkdir(parents=True, exist_ok=True)
@@ -293,9 +305,10 @@ class EmrStepRunner:
                     "Unsupported step.",
                     f"the local stack runs only command-runner.jar spark-submit steps; got Jar={step.jar!r}",
                 )
+            java_options, cds_recording, cds_archive = self._driver_java_options()
             command = build_spark_submit(
                 list(step.args), spark_jobs_dir=self.spark_jobs_dir, master=self.spark_master,
-                spark_submit=spark_submit_path(), local_conf=self._local_spark_conf(),
+                spark_submit=spark_submit_path(), local_conf={**self._local_spark_conf(), **java_options},
             )
         except StepRejected as rejected:
             (log_dir / "stderr").write_text(rejected.message + "\n", encoding="utf-8")
@@ -315,7 +328,8 @@ class EmrStepRunner:
             start_new_session=True,
         )
         step.state = "RUNNING"
-        self._runs[step.id] = _Run(cluster.id, step, process, log_dir, files=[stdout, stderr])
+        self._runs[step.id] = _Run(cluster.id, step, process, log_dir, files=[stdout, stderr],
+                                   cds_recording=cds_recording, cds_archive=cds_archive)
         log.info("step %s (%s) of %s started: pid %s", step.id, step.name, cluster.id, process.pid)
         self._processes_changed()
 
@@ -324,6 +338,11 @@ class EmrStepRunner:
         for handle in run.files:
             handle.close()
         step = run.step
+        if run.cds_recording is not None and run.cds_archive is not None:
+            from local.jvm.class_data_sharing import adopt_recording
+
+            adopt_recording(run.cds_recording, run.cds_archive,
+                            succeeded=returncode == 0 and not run.cancel_requested)
         with open(run.log_dir / "controller", "a", encoding="utf-8") as controller:
             controller.write(f"{_utcnow().isoformat()}Z INFO Step exited with code {returncode}\n")
         cluster = self.backend.clusters.get(run.cluster_id)

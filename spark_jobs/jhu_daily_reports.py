@@ -21,7 +21,7 @@ import json
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from functools import reduce
@@ -591,8 +591,8 @@ def _job_conf(spark: SparkSession, local_files: bool) -> AbstractContextManager[
 
 
 def _transform_and_write(spark: SparkSession, args: argparse.Namespace, good: list[RawFile],
-                         dates: dict[str, dict]) -> None:
-    mapping = load_country_mapping(spark, args.country_mapping)
+                         dates: dict[str, dict], mapping: Future[DataFrame]) -> None:
+    mapping = mapping.result()
     parts = []
     for era in ERAS:
         uris = [raw.uri for raw in good if raw.era is era]
@@ -613,14 +613,15 @@ def _transform_and_write(spark: SparkSession, args: argparse.Namespace, good: li
          .partitionBy("report_date").parquet(f"{args.lake}/{prefix}"))
 
 
-def process(spark: SparkSession, args: argparse.Namespace, raw_files: list[RawFile]) -> dict[str, dict]:
+def process(spark: SparkSession, args: argparse.Namespace, raw_files: list[RawFile],
+            mapping: Future[DataFrame]) -> dict[str, dict]:
     """Transform and write every readable file; returns the per-date summary entries."""
     dates = {raw.day.isoformat(): _date_entry(raw) for raw in raw_files}
     good = [raw for raw in raw_files if raw.error is None]
     if not good:
         return dates
     with _job_conf(spark, all(urlparse(raw.uri).scheme == "file" for raw in good)):
-        _transform_and_write(spark, args, good, dates)
+        _transform_and_write(spark, args, good, dates, mapping)
 
     # Dynamic overwrite replaces only partitions that receive rows; a rerun date with none must not keep
     # its old partition.
@@ -633,20 +634,29 @@ def process(spark: SparkSession, args: argparse.Namespace, raw_files: list[RawFi
     return dates
 
 
+def _all_failed(raw_files: list[RawFile], exc: Exception) -> dict[str, dict]:
+    """A failure inside Spark cannot be pinned to one file: every date of this run failed."""
+    message = str(exc).strip().splitlines()[0][:500] if str(exc).strip() else type(exc).__name__
+    dates = {}
+    for raw in raw_files:
+        entry = _date_entry(raw)
+        entry.update(status="FAILED", error=raw.error or f"job failed: {message}")
+        dates[raw.day.isoformat()] = entry
+    return dates
+
+
 def run(spark: SparkSession, args: argparse.Namespace) -> dict:
     started = time.time()
     days = requested_dates(args.start_date, args.end_date, args.only_dates)
-    raw_files = inspect_raw_files(spark, args.lake, days)
-    try:
-        dates = process(spark, args, raw_files)
-    except Exception as exc:
-        # A failure inside Spark cannot be pinned to one file: every date of this run failed.
-        message = str(exc).strip().splitlines()[0][:500] if str(exc).strip() else type(exc).__name__
-        dates = {}
-        for raw in raw_files:
-            entry = _date_entry(raw)
-            entry.update(status="FAILED", error=raw.error or f"job failed: {message}")
-            dates[raw.day.isoformat()] = entry
+    # The mapping is read while the headers are: its Spark query pays the session's one-off SQL start-up
+    # (some seconds in a new JVM), the headers are round trips to the file system.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        mapping = pool.submit(load_country_mapping, spark, args.country_mapping)
+        raw_files = inspect_raw_files(spark, args.lake, days)
+        try:
+            dates = process(spark, args, raw_files, mapping)
+        except Exception as exc:
+            dates = _all_failed(raw_files, exc)
     return {
         "job": JOB_NAME,
         "application_id": spark.sparkContext.applicationId,

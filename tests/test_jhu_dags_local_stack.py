@@ -13,6 +13,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from local import airflow_local
+from local.hadoop.build import ensure_jar
+from local.jvm.class_data_sharing import archive_path
 
 pytestmark = pytest.mark.stack
 JOB = "jhu_daily_reports"
@@ -81,6 +83,12 @@ def test_daily_run_lands_processes_catalogs_records_and_notifies(airflow, jhu_mi
     # The step ran with the local stack's file system (local/hadoop), as every local step does.
     controller = next(Path(stack.state_dir).glob(f"emr/*/steps/{record['step_id']}/controller")).read_text()
     assert "spark.hadoop.fs.file.impl=covid19lake.hadoop.NioLocalFileSystem" in controller
+    # ... and with the driver's class-data-sharing archive (local/jvm): the first step on a machine records
+    # it, every later one maps it, so by now it is in place.
+    archive = archive_path([str(ensure_jar())])
+    assert archive is not None and archive.is_file() and archive.stat().st_size > 1_000_000
+    assert (f"spark.driver.defaultJavaOptions=-XX:SharedArchiveFile={archive}" in controller
+            or "spark.driver.defaultJavaOptions=-XX:ArchiveClassesAtExit=" in controller)
     assert "2020-03-01" in glue_partitions(stack)
     sent = wait_for_notifications(stack, "2020-03-01", 9)
     for destination in ("/chime", "/slack", "/teams"):
