@@ -169,6 +169,9 @@ class LocalStack(_StackClient):
     def _start_pieces(self) -> None:
         from moto.server import ThreadedMotoServer
 
+        from local.dynamodb_atomic import serialize_dynamodb_writes
+
+        serialize_dynamodb_writes()
         self._moto = ThreadedMotoServer(ip_address=config.HOST, port=0, verbose=False)
         self._moto.start()
         host, port = self._moto.get_host_and_port()

@@ -10,7 +10,8 @@ import pytest
 from moto import mock_aws
 
 from covid19_lake import job_table
-from covid19_lake.job_table import Decision, JobTable, RunInfo, decide
+from covid19_lake.job_table import Decision, JobTable, RunInfo, decide, for_each_date
+from local.dynamodb_atomic import serialize_dynamodb_writes
 
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 RUN_A = RunInfo("jhu_daily_reports", "scheduled__2020-03-01", 1)
@@ -114,18 +115,11 @@ def test_second_run_is_refused_while_the_step_is_live_and_admitted_once_it_died(
     assert not table.finish("2020-03-01", "jhu", RUN_A.run_id, status="FAILED", ended_at=NOW)
 
 
-def test_concurrent_claims_have_exactly_one_winner(table, monkeypatch):
+def test_concurrent_claims_have_exactly_one_winner(table):
     # DynamoDB checks a condition and writes the item atomically; moto's in-memory backend does not, so
-    # two threads could both pass `attribute_not_exists`. Give moto that atomicity, as the service has.
-    from moto.dynamodb.models import DynamoDBBackend
-
-    atomic, put_item = threading.Lock(), DynamoDBBackend.put_item
-
-    def atomic_put_item(self, *args, **kwargs):
-        with atomic:
-            return put_item(self, *args, **kwargs)
-
-    monkeypatch.setattr(DynamoDBBackend, "put_item", atomic_put_item)
+    # two threads could both pass `attribute_not_exists`. The local stack gives moto that atomicity
+    # (tests/test_local_dynamodb_atomic.py), and so does this test.
+    serialize_dynamodb_writes()
     runs = [RunInfo("jhu_daily_reports", f"manual__{i}", 1) for i in range(8)]
     barrier = threading.Barrier(len(runs))
     decisions: dict[str, str] = {}
@@ -150,3 +144,34 @@ def test_finish_rejects_a_non_final_status(table):
     claim(table, RUN_A)
     with pytest.raises(ValueError, match="COMPLETED or FAILED"):
         table.finish("2020-03-01", "jhu", RUN_A.run_id, status="RUNNING", ended_at=NOW)
+
+
+def test_for_each_date_writes_every_date_on_several_threads_and_keeps_the_order(table):
+    days = [f"2020-03-{n:02d}" for n in range(31, 0, -1)]
+    threads: set[int] = set()
+
+    def claim_day(jobs: JobTable, day: str) -> str:
+        threads.add(threading.get_ident())
+        return jobs.claim(day, "jhu", RUN_A, cluster_id="j-1", force=False, claim_timeout=TIMEOUT,
+                          step_state=no_step, now=NOW).action
+
+    decisions = for_each_date("jobs", "aws_default", days, claim_day, workers=4)
+    assert list(decisions) == days and set(decisions.values()) == {"claim"}
+    assert 1 < len(threads) <= 4
+    assert all(table.get(day, "jhu")["status"] == "SUBMITTED" for day in days)
+    assert for_each_date("jobs", "aws_default", [], claim_day) == {}
+
+
+def test_for_each_date_runs_the_other_dates_before_raising_the_first_error(table):
+    days = ["2020-03-01", "2020-03-02", "2020-03-03"]
+
+    def claim_or_fail(jobs: JobTable, day: str) -> str:
+        if day == "2020-03-02":
+            raise RuntimeError(f"cannot write {day}")
+        return jobs.claim(day, "jhu", RUN_A, cluster_id="j-1", force=False, claim_timeout=TIMEOUT,
+                          step_state=no_step, now=NOW).action
+
+    with pytest.raises(RuntimeError, match="cannot write 2020-03-02"):
+        for_each_date("jobs", "aws_default", days, claim_or_fail)
+    assert table.get("2020-03-01", "jhu") and table.get("2020-03-03", "jhu")
+    assert table.get("2020-03-02", "jhu") is None

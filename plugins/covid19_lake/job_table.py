@@ -12,11 +12,13 @@ of EMR, so a dead step never blocks forever); a claim that never got a step expi
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+import queue
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 from botocore.exceptions import ClientError
 
@@ -27,6 +29,7 @@ IN_FLIGHT = (SUBMITTED, RUNNING)
 ACTIVE_STEP_STATES = frozenset({"PENDING", "RUNNING", "CANCEL_PENDING"})
 
 StepStateLookup = Callable[[str, str], str | None]
+T = TypeVar("T")
 
 
 def utc_now() -> datetime:
@@ -222,3 +225,38 @@ class JobTable:
 
         return self._update(job_date, job_name, run_id, IN_FLIGHT, changes,
                             {"status": status, "ended_at": iso(ended_at), "error": error})
+
+
+# Every date is its own record, so their writes are independent; one at a time, a backfill's 495 dates
+# cost two round trips each per phase (claim, step, running, result): about 30 s of the whole backfill.
+JOB_TABLE_WORKERS = 8
+
+
+def for_each_date(table_name: str, aws_conn_id: str, dates: Sequence[str],
+                  action: Callable[[JobTable, str], T], workers: int = JOB_TABLE_WORKERS) -> dict[str, T]:
+    """`action(table, date)` for every date on a few threads; the results in the order of `dates`.
+
+    Each thread borrows its own JobTable (boto3 resources are not shared across threads), made here on the
+    calling thread, which is the one that may fetch the Airflow connection. The first error is raised after
+    the other dates have run, so one bad record does not leave the rest unwritten.
+    """
+    if not dates:
+        return {}
+    count = max(1, min(workers, len(dates)))
+    tables: queue.SimpleQueue[JobTable] = queue.SimpleQueue()
+    for _ in range(count):
+        tables.put(JobTable(table_name, aws_conn_id))
+
+    def run(day: str) -> T:
+        table = tables.get()
+        try:
+            return action(table, day)
+        finally:
+            tables.put(table)
+
+    with ThreadPoolExecutor(max_workers=count) as pool:
+        futures = {day: pool.submit(run, day) for day in dates}
+    errors = [error for error in (future.exception() for future in futures.values()) if error is not None]
+    if errors:
+        raise errors[0]
+    return {day: future.result() for day, future in futures.items()}

@@ -143,16 +143,19 @@ def emr_spark_job(
         def claim(dates: list[str], cluster: str, **context) -> dict[str, list[str]]:
             cfg = LakeConfig.load()
             force = bool(context["params"].get("force", False))
-            table = job_table.JobTable(cfg.job_table, cfg.aws_conn_id)
             hook = EmrHook(aws_conn_id=cfg.aws_conn_id)
+            hook.conn  # noqa: B018 - the client is created once, before the threads share it
             run = run_info(context)
             outcome: dict[str, list[str]] = {"claim": [], "resume": [], "skip": [], "refuse": []}
-            for day in sorted(set(dates)):
-                decision = table.claim(
+            decisions = job_table.for_each_date(
+                cfg.job_table, cfg.aws_conn_id, sorted(set(dates)),
+                lambda table, day: table.claim(
                     day, job.name, run, cluster_id=cluster, force=force,
                     claim_timeout=timedelta(minutes=cfg.claim_timeout_minutes),
                     step_state=lambda c, s: emr.step_state(hook, c, s),
-                )
+                ),
+            )
+            for day, decision in decisions.items():
                 print(f"{job.name} {day}: {decision.action} ({decision.reason})")
                 outcome[decision.action].append(day)
             claimed = sorted(outcome["claim"] + outcome["resume"])
@@ -181,9 +184,8 @@ def emr_spark_job(
         @task
         def record_step(claimed: dict[str, list[str]], cluster: str, step_ids: list[str], **context) -> None:
             cfg = LakeConfig.load()
-            table = job_table.JobTable(cfg.job_table, cfg.aws_conn_id)
-            for day in claimed["dates"]:
-                table.record_step(day, job.name, context["ti"].run_id, cluster, step_ids[0])
+            job_table.for_each_date(cfg.job_table, cfg.aws_conn_id, claimed["dates"], lambda table, day: (
+                table.record_step(day, job.name, context["ti"].run_id, cluster, step_ids[0])))
 
         wait_for_start = EmrStepSensor(
             task_id="wait_for_start", job_flow_id=cluster, step_id=step_id,
@@ -195,9 +197,8 @@ def emr_spark_job(
             cfg = LakeConfig.load()
             step = EmrHook(aws_conn_id=cfg.aws_conn_id).conn.describe_step(ClusterId=cluster, StepId=step_ids[0])
             started = step["Step"]["Status"]["Timeline"].get("StartDateTime") or job_table.utc_now()
-            table = job_table.JobTable(cfg.job_table, cfg.aws_conn_id)
-            for day in claimed["dates"]:
-                table.mark_running(day, job.name, context["ti"].run_id, started)
+            job_table.for_each_date(cfg.job_table, cfg.aws_conn_id, claimed["dates"], lambda table, day: (
+                table.mark_running(day, job.name, context["ti"].run_id, started)))
 
         wait_for_end = EmrStepSensor(task_id="wait_for_end", job_flow_id=cluster, step_id=step_id,
                                      **sensor_kwargs)
@@ -239,10 +240,9 @@ def emr_spark_job(
                 raise AirflowFailException(f"step {step['Id']} is still {step['Status']['State']}")
             summary = read_summary(cfg, summary_uri(cfg, job, run_id, claimed["dates"]))
             results = job.results(claimed["dates"], summary, step or _missing_step(cluster, step_ids))
-            table = job_table.JobTable(cfg.job_table, cfg.aws_conn_id)
             ended = job_table.utc_now()
-            for day, fields in results.items():
-                table.finish(day, job.name, run_id, ended_at=ended, **fields)
+            job_table.for_each_date(cfg.job_table, cfg.aws_conn_id, list(results), lambda table, day: (
+                table.finish(day, job.name, run_id, ended_at=ended, **results[day])))
             failed = {d: r["error"] for d, r in results.items() if r["status"] == job_table.FAILED}
             if failed:
                 raise AirflowFailException(f"{len(failed)} of {len(results)} dates failed: {failed}")
