@@ -67,6 +67,23 @@ def run_reference() -> dict:
     return result
 
 
+def print_task_timeline(dag_run) -> None:
+    """When each task started (seconds after the first) and how long it ran; mapped tasks as one line."""
+    spans: dict[str, list] = {}
+    for ti in dag_run.get_task_instances():
+        if ti.start_date and ti.end_date:
+            first, last, count = spans.get(ti.task_id, (ti.start_date, ti.end_date, 0))
+            spans[ti.task_id] = [min(first, ti.start_date), max(last, ti.end_date), count + 1]
+    if not spans:
+        return
+    origin = min(first for first, _, _ in spans.values())
+    print("task timeline (start after the first task, duration):")
+    for task_id, (first, last, count) in sorted(spans.items(), key=lambda item: item[1][0]):
+        mapped = f" ({count} mapped)" if count > 1 else ""
+        offset, duration = (first - origin).total_seconds(), (last - first).total_seconds()
+        print(f"  {offset:6.1f} s  {duration:6.1f} s  {task_id}{mapped}")
+
+
 def run_backfill(start: str, end: str) -> dict:
     from local import airflow_local
     from local.stack import running_daemon
@@ -81,6 +98,7 @@ def run_backfill(start: str, end: str) -> dict:
             began = time.monotonic()
             run = airflow_local.run_dag("jhu_backfill", conf={"start_date": start, "end_date": end})
             wall = time.monotonic() - began
+        print_task_timeline(run)
         summaries = list((Path(stack.lake_dir) / "job_summaries" / "jhu_daily_reports").rglob("*.json"))
         summary = json.loads(summaries[0].read_text())
     return {"state": str(run.state), "wall_seconds": round(wall, 1), "peak_rss_mb": round(rss.peak / 2**20),

@@ -246,11 +246,16 @@ def inspect_raw_files(spark: SparkSession, lake: str, days: Iterable[dt.date], t
 
 # ------------------------------------------------------------------------------------------ transformations
 
-def read_era(spark: SparkSession, era: Era, uris: Sequence[str]) -> DataFrame:
-    """All files of one era in one scan: every column a string, malformed lines kept in _corrupt_record."""
+def read_era(spark: SparkSession, era: Era, uris: Sequence[str], raw_root: str) -> DataFrame:
+    """All files of one era in one scan: every column a string, malformed lines kept in _corrupt_record.
+
+    `raw_root` is the raw prefix above the `report_date=` folders: Spark then reads each file's date from its
+    folder name once per file, as a partition column, instead of parsing it out of every row's file name.
+    """
     schema = StructType([StructField(name, StringType()) for name in (*era.columns, CORRUPT)])
     return (
         spark.read.schema(schema)
+        .option("basePath", raw_root)
         .option("header", True)
         .option("mode", "PERMISSIVE")
         .option("columnNameOfCorruptRecord", CORRUPT)
@@ -276,9 +281,8 @@ def to_canonical(df: DataFrame, era: Era) -> DataFrame:
         return F.lit(None).cast("string") if name is None else F.col(f"`{name}`")
 
     return df.select(
-        # .../report_date=YYYY-MM-DD/MM-DD-YYYY.csv: the 10 characters after `report_date=`; a plain cast is
-        # far cheaper per row than a regex or a date pattern.
-        F.substring(F.input_file_name(), -25, 10).cast("date").alias("report_date"),
+        # The partition column of read_era (inferred as a date; the cast keeps it one without inference).
+        F.col("report_date").cast("date").alias("report_date"),
         *[src(name).alias(f"{name}_raw") for name in CANONICAL_FIELDS],
         F.col(CORRUPT).alias("malformed_line"),
         F.lit(era.name).alias("era"),
@@ -597,7 +601,7 @@ def _transform_and_write(spark: SparkSession, args: argparse.Namespace, good: li
     for era in ERAS:
         uris = [raw.uri for raw in good if raw.era is era]
         if uris:
-            parts.append(to_canonical(read_era(spark, era, uris), era))
+            parts.append(to_canonical(read_era(spark, era, uris, f"{args.lake}/{RAW_PREFIX}"), era))
     combined = reduce(DataFrame.unionByName, parts)
 
     # A fixed count: AQE cannot coalesce a shuffle below a checkpoint, and 200 tiny tasks cost more than

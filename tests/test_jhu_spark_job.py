@@ -329,9 +329,10 @@ def test_materialized_rows_stay_sorted_by_date_so_the_writes_do_not_sort_again(s
     lake = job.normalize_lake_uri(str(tmp_path))
     raws = job.inspect_raw_files(spark, lake, days)
     mapping = job.load_country_mapping(spark, job.DEFAULT_MAPPING.as_uri())
-    combined = job.to_canonical(job.read_era(spark, raws[0].era, [raws[0].uri]), raws[0].era)
+    root = f"{lake}/{job.RAW_PREFIX}"
+    combined = job.to_canonical(job.read_era(spark, raws[0].era, [raws[0].uri], root), raws[0].era)
     for raw in raws[1:]:
-        combined = combined.unionByName(job.to_canonical(job.read_era(spark, raw.era, [raw.uri]), raw.era))
+        combined = combined.unionByName(job.to_canonical(job.read_era(spark, raw.era, [raw.uri], root), raw.era))
     adaptive = spark.conf.get("spark.sql.adaptive.enabled")
     classified = job.materialize(spark, job.classify(job.normalize(combined, mapping), 2))
     assert spark.conf.get("spark.sql.adaptive.enabled") == adaptive
