@@ -286,12 +286,17 @@ class EmrStepRunner:
         return self._spark_conf
 
     def _driver_java_options(self) -> tuple[dict[str, str], Path | None, Path | None]:
-        """The driver's class-data-sharing options (local/jvm): (settings, recording, archive)."""
+        """The driver's class-data-sharing options (local/jvm): (settings, recording, archive). A speed-up
+        only: when the archive's folder cannot be made, the step runs without it."""
         from local.jvm.class_data_sharing import archive_path, driver_java_options
 
         classpath = self._local_spark_conf().get("spark.driver.extraClassPath", "")
-        archive = archive_path([classpath] if classpath else [])
-        settings, recording = driver_java_options(archive)
+        try:
+            archive = archive_path([classpath] if classpath else [])
+            settings, recording = driver_java_options(archive)
+        except OSError as error:
+            log.warning("Spark driver without a class-data-sharing archive: %s", error)
+            return {}, None, None
         return settings, recording, archive
 
     def _start(self, cluster: Any, step: Any) -> None:
@@ -341,8 +346,11 @@ class EmrStepRunner:
         if run.cds_recording is not None and run.cds_archive is not None:
             from local.jvm.class_data_sharing import adopt_recording
 
-            adopt_recording(run.cds_recording, run.cds_archive,
-                            succeeded=returncode == 0 and not run.cancel_requested)
+            try:
+                adopt_recording(run.cds_recording, run.cds_archive,
+                                succeeded=returncode == 0 and not run.cancel_requested)
+            except OSError as error:  # the step's own outcome must still be recorded
+                log.warning("class-data-sharing archive %s not kept: %s", run.cds_archive, error)
         with open(run.log_dir / "controller", "a", encoding="utf-8") as controller:
             controller.write(f"{_utcnow().isoformat()}Z INFO Step exited with code {returncode}\n")
         cluster = self.backend.clusters.get(run.cluster_id)

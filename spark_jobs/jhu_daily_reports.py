@@ -595,20 +595,20 @@ def _job_conf(spark: SparkSession, local_files: bool) -> AbstractContextManager[
 
 
 def _transform_and_write(spark: SparkSession, args: argparse.Namespace, good: list[RawFile],
-                         dates: dict[str, dict], mapping: Future[DataFrame]) -> None:
-    mapping = mapping.result()
+                         dates: dict[str, dict], loading_mapping: Future[DataFrame]) -> None:
+    mapping = loading_mapping.result()
+    raw_prefix = f"{args.lake}/{RAW_PREFIX}"
     parts = []
     for era in ERAS:
         uris = [raw.uri for raw in good if raw.era is era]
         if uris:
-            parts.append(to_canonical(read_era(spark, era, uris, f"{args.lake}/{RAW_PREFIX}"), era))
+            parts.append(to_canonical(read_era(spark, era, uris, raw_prefix), era))
     combined = reduce(DataFrame.unionByName, parts)
 
     # A fixed count: AQE cannot coalesce a shuffle below a checkpoint, and 200 tiny tasks cost more than
     # the work on a small cluster.
     partitions = max(1, min(len(good), 2 * spark.sparkContext.defaultParallelism))
     classified = materialize(spark, classify(normalize(combined, mapping), partitions))
-    raw_prefix = f"{args.lake}/{RAW_PREFIX}"
     counts = classified.groupBy("report_date", "outcome").count().collect()
     _apply_counts(dates, ((row.report_date, row.outcome, row["count"]) for row in counts))
     for rows, prefix, options in ((processed_rows(classified, raw_prefix), PROCESSED_PREFIX, PROCESSED_WRITE_OPTIONS),
@@ -618,14 +618,14 @@ def _transform_and_write(spark: SparkSession, args: argparse.Namespace, good: li
 
 
 def process(spark: SparkSession, args: argparse.Namespace, raw_files: list[RawFile],
-            mapping: Future[DataFrame]) -> dict[str, dict]:
+            loading_mapping: Future[DataFrame]) -> dict[str, dict]:
     """Transform and write every readable file; returns the per-date summary entries."""
     dates = {raw.day.isoformat(): _date_entry(raw) for raw in raw_files}
     good = [raw for raw in raw_files if raw.error is None]
     if not good:
         return dates
     with _job_conf(spark, all(urlparse(raw.uri).scheme == "file" for raw in good)):
-        _transform_and_write(spark, args, good, dates, mapping)
+        _transform_and_write(spark, args, good, dates, loading_mapping)
 
     # Dynamic overwrite replaces only partitions that receive rows; a rerun date with none must not keep
     # its old partition.
@@ -655,10 +655,10 @@ def run(spark: SparkSession, args: argparse.Namespace) -> dict:
     # The mapping is read while the headers are: its Spark query pays the session's one-off SQL start-up
     # (some seconds in a new JVM), the headers are round trips to the file system.
     with ThreadPoolExecutor(max_workers=1) as pool:
-        mapping = pool.submit(load_country_mapping, spark, args.country_mapping)
+        loading_mapping = pool.submit(load_country_mapping, spark, args.country_mapping)
         raw_files = inspect_raw_files(spark, args.lake, days)
         try:
-            dates = process(spark, args, raw_files, mapping)
+            dates = process(spark, args, raw_files, loading_mapping)
         except Exception as exc:
             dates = _all_failed(raw_files, exc)
     return {

@@ -58,3 +58,18 @@ def test_steps_get_the_options_as_defaults_under_their_own_java_options(tmp_path
     confs = [command[i + 1] for i, arg in enumerate(command) if arg == "--conf"]
     assert f"{cds.JAVA_OPTIONS_KEY}={settings[cds.JAVA_OPTIONS_KEY]}" in confs
     assert "spark.driver.extraJavaOptions=-Dmine=1" in confs
+
+
+def test_the_runner_starts_steps_without_an_archive_it_cannot_write(tmp_path, monkeypatch, caplog):
+    from local.emr_runner import EmrStepRunner
+
+    runner = EmrStepRunner(account_id="123456789012", region="us-east-1", log_dir=tmp_path,
+                           spark_jobs_dir=tmp_path, spark_master="local[1]", env={})
+    runner._spark_conf = {}  # no file-system jar needed here
+
+    def read_only(archive):
+        raise PermissionError(f"cannot create {archive}")
+
+    monkeypatch.setattr(cds, "driver_java_options", read_only)
+    assert runner._driver_java_options() == ({}, None, None)
+    assert "without a class-data-sharing archive" in caplog.text
