@@ -155,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
         settings, recording = driver_java_options(archive)
         wall = run_spark_once(args, conf + [f"{k}={v}" for k, v in settings.items()])
         adopt_recording(recording, archive, succeeded=wall is not None)
-    if archive is not None:
+    if archive is not None and archive.is_file():
         conf += [f"{k}={v}" for k, v in driver_java_options(archive)[0].items()]
     conf += args.conf
 
