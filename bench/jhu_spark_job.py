@@ -34,7 +34,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from local.hadoop.build import ensure_jar, spark_conf  # noqa: E402
-from local.jvm.class_data_sharing import adopt_recording, archive_path, driver_java_options  # noqa: E402
+from local.jvm.class_data_sharing import adopt_recording, archive_for, driver_java_options  # noqa: E402
 
 JOB = REPO / "spark_jobs" / "jhu_daily_reports.py"
 MIRROR = REPO.parent / "shared" / "data" / "jhu" / "daily_reports"
@@ -147,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     # The settings the local stack's EMR runner gives every step, then the caller's.
     jar = None if args.hadoop_local_fs else ensure_jar()
     conf = [f"{k}={v}" for k, v in spark_conf(jar).items()]
-    archive = None if args.no_cds else archive_path([str(jar)] if jar else [])
+    archive = None if args.no_cds else archive_for(spark_conf(jar))
     if archive is not None and not archive.is_file():
         # The local stack's first step on a machine records the archive; later steps use it. Timed runs
         # measure the later ones.

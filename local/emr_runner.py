@@ -288,11 +288,10 @@ class EmrStepRunner:
     def _driver_java_options(self) -> tuple[dict[str, str], Path | None, Path | None]:
         """The driver's class-data-sharing options (local/jvm): (settings, recording, archive). A speed-up
         only: when the archive's folder cannot be made, the step runs without it."""
-        from local.jvm.class_data_sharing import archive_path, driver_java_options
+        from local.jvm.class_data_sharing import archive_for, driver_java_options
 
-        classpath = self._local_spark_conf().get("spark.driver.extraClassPath", "")
         try:
-            archive = archive_path([classpath] if classpath else [])
+            archive = archive_for(self._local_spark_conf())
             settings, recording = driver_java_options(archive)
         except OSError as error:
             log.warning("Spark driver without a class-data-sharing archive: %s", error)

@@ -13,8 +13,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from local import airflow_local
-from local.hadoop.build import ensure_jar
-from local.jvm.class_data_sharing import archive_path
+from local.hadoop.build import ensure_jar, spark_conf
+from local.jvm.class_data_sharing import archive_for
 
 pytestmark = pytest.mark.stack
 JOB = "jhu_daily_reports"
@@ -85,7 +85,7 @@ def test_daily_run_lands_processes_catalogs_records_and_notifies(airflow, jhu_mi
     assert "spark.hadoop.fs.file.impl=covid19lake.hadoop.NioLocalFileSystem" in controller
     # ... and with the driver's class-data-sharing archive (local/jvm): the first step on a machine records
     # it, every later one maps it, so by now it is in place.
-    archive = archive_path([str(ensure_jar())])
+    archive = archive_for(spark_conf(ensure_jar()))
     assert archive is not None and archive.is_file() and archive.stat().st_size > 1_000_000
     assert (f"spark.driver.defaultJavaOptions=-XX:SharedArchiveFile={archive}" in controller
             or "spark.driver.defaultJavaOptions=-XX:ArchiveClassesAtExit=" in controller)

@@ -23,7 +23,7 @@ import os
 import shutil
 import subprocess
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -71,6 +71,13 @@ def archive_path(extra_classpath: Iterable[str | Path] = (),
         return None
     digest = hashlib.sha256("\n".join([identity, *_spark_jars(), *map(str, extra_classpath)]).encode())
     return archive_dir / f"spark-driver-{digest.hexdigest()[:16]}.jsa"
+
+
+def archive_for(spark_conf: Mapping[str, str]) -> Path | None:
+    """The archive of drivers started with these spark-submit settings: their extra class path is part of
+    the class path an archive must match."""
+    classpath = spark_conf.get("spark.driver.extraClassPath", "")
+    return archive_path([classpath] if classpath else [])
 
 
 def driver_java_options(archive: Path | None) -> tuple[dict[str, str], Path | None]:
