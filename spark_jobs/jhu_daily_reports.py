@@ -20,6 +20,7 @@ import datetime as dt
 import json
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager, contextmanager
@@ -251,6 +252,11 @@ def read_era(spark: SparkSession, era: Era, uris: Sequence[str], raw_root: str) 
 
     `raw_root` is the raw prefix above the `report_date=` folders: Spark then reads each file's date from its
     folder name once per file, as a partition column, instead of parsing it out of every row's file name.
+
+    multiLine parses each file as one stream (RFC 4180: a quoted field may hold a line break). Line by line,
+    Spark decodes every line into a String and restarts the parser on it; the stream is measured 2-3 s faster
+    over the 495 files. A file is then never split across tasks (JHU's are at most a few MB), and an
+    unclosed quote makes the rest of its file one malformed row, quarantined with its text.
     """
     schema = StructType([StructField(name, StringType()) for name in (*era.columns, CORRUPT)])
     return (
@@ -260,6 +266,7 @@ def read_era(spark: SparkSession, era: Era, uris: Sequence[str], raw_root: str) 
         .option("mode", "PERMISSIVE")
         .option("columnNameOfCorruptRecord", CORRUPT)
         .option("encoding", "UTF-8")
+        .option("multiLine", True)
         .csv(list(uris))
     )
 
@@ -408,8 +415,9 @@ def normalize(df: DataFrame, mapping: DataFrame) -> DataFrame:
     )
     # A column of its own, referenced below: Spark keeps an expensive expression that is used many times in
     # its own projection instead of inlining a copy into every use (less generated code to compile).
-    flagged = typed.withColumn(
-        "quarantine", reduce(lambda left, right: left | right, [condition for condition, _ in _problems()]))
+    # coalesce: a check on a field the era lacks is null, not false.
+    failed = reduce(lambda left, right: left | right, [condition for condition, _ in _problems()])
+    flagged = typed.withColumn("quarantine", F.coalesce(failed, F.lit(False)))
     quarantine = F.col("quarantine")
     return flagged.select(
         *[name for name in OUTPUT_COLUMNS if name != "source_file"],
@@ -423,20 +431,9 @@ def reason() -> Column:
     return F.concat_ws("; ", *[F.when(condition, message) for condition, message in _problems()])
 
 
-def classify(df: DataFrame, partitions: int) -> DataFrame:
-    """Add `outcome`: kept, quarantined, exact_duplicate or key_duplicate (one window, one shuffle).
-
-    Within a location key the rows are totally ordered by every data column, winner first: latest
-    last_update, then highest confirmed, deaths, recovered, then combined_key, then the rest. Identical
-    rows tie, so rank() != row_number() marks an exact duplicate of an earlier row, and any other row after
-    the first is a distinct key duplicate that lost.
-    """
-    valid = ~F.col("quarantine")
-    # report_date leads the window's sort, so the rows leave it ordered by date and the partitioned write
-    # needs no sort of its own. The key's hash comes next, so comparisons within a date nearly always end on
-    # 8 bytes instead of the strings. It is a column, computed once per row: as an expression in the window
-    # spec, Spark recomputed it in every comparison of the sort (a quarter of the window stage's CPU).
-    window = Window.partitionBy("report_date", "_key_hash", *KEY_COLUMNS[1:], "_valid").orderBy(
+def _duplicate_order() -> list[Column]:
+    """Rows of one location key, winner first (docs/jhu-normalization.md: Duplicates). Identical rows tie."""
+    return [
         F.col("last_update").desc_nulls_last(),
         F.col("confirmed").desc_nulls_last(),
         F.col("deaths").desc_nulls_last(),
@@ -445,35 +442,98 @@ def classify(df: DataFrame, partitions: int) -> DataFrame:
         F.col("active").desc_nulls_last(),
         *[F.col(name).asc_nulls_last() for name in ("fips", "iso3", "latitude", "longitude", "incident_rate",
                                                        "case_fatality_ratio")],
+    ]
+
+
+def with_row_keys(df: DataFrame) -> DataFrame:
+    """Add `_row_id` and `_key_hash` (of the location key), and order each partition by date.
+
+    Duplicates are rare (61 rows in 1.67 million), so the job finds them with a small fixed-width aggregate
+    over the key hash and decides only those rows, instead of shuffling and sorting every row by its key. The
+    id names a row for that decision. The date order lets the partitioned writes stream each date into its
+    own file without a sort of their own. No shuffle: the rows stay in the partitions of the file scan.
+    """
+    return (df.withColumns({"_row_id": F.monotonically_increasing_id(), "_key_hash": F.xxhash64(*KEY_COLUMNS)})
+            .sortWithinPartitions("report_date"))
+
+
+def location_counts(stored: DataFrame) -> DataFrame:
+    """Per date: `quarantined` and `valid` rows, and `contested_keys`, the key hashes of several valid rows.
+
+    A hash shared by two different keys only makes both contested; `duplicate_losers` compares the keys.
+    """
+    valid_key = F.when(~F.col("quarantine"), F.col("_key_hash"))
+    per_key = stored.groupBy("report_date", valid_key.alias("_valid_key")).count()
+    is_valid = F.col("_valid_key").isNotNull()
+    return per_key.groupBy("report_date").agg(
+        F.sum(F.when(~is_valid, F.col("count")).otherwise(0)).alias("quarantined"),
+        F.sum(F.when(is_valid, F.col("count")).otherwise(0)).alias("valid"),
+        F.collect_list(F.when(F.col("count") > 1, F.col("_valid_key"))).alias("contested_keys"),
     )
+
+
+def duplicate_losers(contested: DataFrame) -> DataFrame:
+    """The rows that lose to another row of their location key: `report_date`, `_row_id`, `outcome`.
+
+    Within a key the rows are totally ordered by every data column, winner first. Identical rows tie, so
+    rank() != row_number() marks an exact duplicate of an earlier row; any other row after the first is a
+    distinct key duplicate that lost.
+    """
+    window = Window.partitionBy(*KEY_COLUMNS).orderBy(*_duplicate_order())
     row_number, rank = F.row_number().over(window), F.rank().over(window)
-    outcome = (
-        F.when(~valid, F.lit(QUARANTINED))
-        .when(row_number == 1, F.lit(KEPT))
-        .when(rank != row_number, F.lit(EXACT_DUPLICATE))
-        .otherwise(F.lit(KEY_DUPLICATE))
-    )
-    # Clustering on report_date alone satisfies the window's distribution and keeps each date in one task,
-    # so the partitioned writes produce one file per date.
-    return (df.withColumns({"_key_hash": F.xxhash64(*KEY_COLUMNS), "_valid": valid})
-            .repartition(partitions, "report_date")
-            .withColumn("outcome", outcome)
-            .drop("_key_hash", "_valid"))
+    outcome = F.when(rank != row_number, F.lit(EXACT_DUPLICATE)).otherwise(F.lit(KEY_DUPLICATE))
+    return (contested.select("report_date", "_row_id", row_number.alias("_position"), outcome.alias("outcome"))
+            .filter(F.col("_position") > 1).drop("_position"))
 
 
-def materialize(spark: SparkSession, classified: DataFrame) -> DataFrame:
-    """Compute the classified rows once; the counts and both writes read them.
+Counts = list[tuple[dt.date, str, int]]
+
+
+def classify(spark: SparkSession, stored: DataFrame, partitions: int) -> tuple[DataFrame, Counts]:
+    """Add `outcome` (kept, quarantined, exact_duplicate or key_duplicate) and count the outcomes per date.
+
+    `stored` comes from `with_row_keys` and is materialized: it is read three times here and twice by the
+    writes. The losers are few and collected; the rows keep their partitions and date order (a broadcast
+    join keeps the order of its streamed side).
+    """
+    with _sql_conf(spark, {"spark.sql.shuffle.partitions": str(partitions)}):
+        per_date = location_counts(stored).collect()
+        contested_keys = sorted({key for row in per_date for key in row.contested_keys})
+        losers = []
+        if contested_keys:
+            keys = spark.createDataFrame([(key,) for key in contested_keys], "_key_hash bigint")
+            contested = stored.filter(~F.col("quarantine")).join(F.broadcast(keys), "_key_hash", "left_semi")
+            losers = duplicate_losers(contested).collect()
+
+    lost = Counter(row.report_date for row in losers)
+    counts: Counts = [(row.report_date, row.outcome, 1) for row in losers]
+    for row in per_date:
+        counts += [(row.report_date, QUARANTINED, row.quarantined),
+                   (row.report_date, KEPT, row.valid - lost[row.report_date])]
+
+    kept_or_quarantined = F.when(F.col("quarantine"), F.lit(QUARANTINED)).otherwise(F.lit(KEPT))
+    if not losers:
+        return stored.withColumn("outcome", kept_or_quarantined).drop("_row_id", "_key_hash"), counts
+    decided = spark.createDataFrame([(row._row_id, row.outcome) for row in losers], "_row_id bigint, _lost string")
+    rows = (stored.join(F.broadcast(decided), "_row_id", "left")
+            .withColumn("outcome", F.coalesce(F.col("_lost"), kept_or_quarantined))
+            .drop("_row_id", "_key_hash", "_lost"))
+    return rows, counts
+
+
+def materialize(spark: SparkSession, rows: DataFrame) -> DataFrame:
+    """Compute the normalized rows once; the classification and both writes read them.
 
     A local checkpoint keeps the rows as they are; a cache would first convert them to columnar batches and
     back, measured 5-7 s more over the 495 files. Its blocks live on the executors: losing one fails the job
     (the Airflow task retries).
 
     Adaptive execution is off for this one query: an adaptive plan reports no output ordering, so the
-    checkpoint would forget that classify left the rows sorted by date and both writes would sort them
-    again. The query gains nothing from it (a fixed partition count, an explicit broadcast).
+    checkpoint would forget that the rows are sorted by date and both writes would sort them again. The
+    query gains nothing from it (no shuffle, an explicit broadcast).
     """
     with _sql_conf(spark, {"spark.sql.adaptive.enabled": "false"}):
-        return classified.localCheckpoint(eager=True)
+        return rows.localCheckpoint(eager=True)
 
 
 def _source_file(raw_prefix: str) -> Column:
@@ -516,6 +576,15 @@ def quarantined_rows(classified: DataFrame, raw_prefix: str) -> DataFrame:
             .withColumn("reason", reason())
             .withColumn("raw_record", raw_record())
             .select(*QUARANTINE_COLUMNS))
+
+
+def write_outputs(classified: DataFrame, lake: str) -> None:
+    """The processed and quarantine tables, replacing exactly the dates that have rows (dynamic overwrite)."""
+    raw_prefix = f"{lake}/{RAW_PREFIX}"
+    for rows, prefix, options in ((processed_rows(classified, raw_prefix), PROCESSED_PREFIX, PROCESSED_WRITE_OPTIONS),
+                                  (quarantined_rows(classified, raw_prefix), QUARANTINE_PREFIX, {})):
+        (rows.write.mode("overwrite").option("partitionOverwriteMode", "dynamic").options(**options)
+         .partitionBy("report_date").parquet(f"{lake}/{prefix}"))
 
 
 def load_country_mapping(spark: SparkSession, uri: str) -> DataFrame:
@@ -605,16 +674,13 @@ def _transform_and_write(spark: SparkSession, args: argparse.Namespace, good: li
             parts.append(to_canonical(read_era(spark, era, uris, raw_prefix), era))
     combined = reduce(DataFrame.unionByName, parts)
 
-    # A fixed count: AQE cannot coalesce a shuffle below a checkpoint, and 200 tiny tasks cost more than
-    # the work on a small cluster.
+    # Few partitions for the small aggregate: 200 tiny tasks (and 200 shuffle files per map task) cost more
+    # than the work on a small cluster.
     partitions = max(1, min(len(good), 2 * spark.sparkContext.defaultParallelism))
-    classified = materialize(spark, classify(normalize(combined, mapping), partitions))
-    counts = classified.groupBy("report_date", "outcome").count().collect()
-    _apply_counts(dates, ((row.report_date, row.outcome, row["count"]) for row in counts))
-    for rows, prefix, options in ((processed_rows(classified, raw_prefix), PROCESSED_PREFIX, PROCESSED_WRITE_OPTIONS),
-                                  (quarantined_rows(classified, raw_prefix), QUARANTINE_PREFIX, {})):
-        (rows.write.mode("overwrite").option("partitionOverwriteMode", "dynamic").options(**options)
-         .partitionBy("report_date").parquet(f"{args.lake}/{prefix}"))
+    stored = materialize(spark, with_row_keys(normalize(combined, mapping)))
+    classified, counts = classify(spark, stored, partitions)
+    _apply_counts(dates, counts)
+    write_outputs(classified, args.lake)
 
 
 def process(spark: SparkSession, args: argparse.Namespace, raw_files: list[RawFile],

@@ -12,6 +12,7 @@ import jhu_daily_reports as job
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from pyspark.sql import DataFrame
 
 # One real file per header era, all run in one application by the module fixture below.
 ERA_FILES = {
@@ -323,7 +324,8 @@ def test_cli_range_without_only_dates_and_default_mapping(spark, jhu_mirror, tmp
 
 
 def test_materialized_rows_stay_sorted_by_date_so_the_writes_do_not_sort_again(spark, jhu_mirror, tmp_path):
-    days = [_day("01-22-2020"), _day("03-22-2020"), _day("11-09-2020")]
+    # 01-23-2020 has an exact duplicate: the losers' join is in the plan.
+    days = [_day("01-23-2020"), _day("03-22-2020"), _day("11-09-2020")]
     for day in days:
         place(tmp_path, day, (jhu_mirror / f"{day.strftime('%m-%d-%Y')}.csv").read_bytes())
     lake = job.normalize_lake_uri(str(tmp_path))
@@ -334,13 +336,84 @@ def test_materialized_rows_stay_sorted_by_date_so_the_writes_do_not_sort_again(s
     for raw in raws[1:]:
         combined = combined.unionByName(job.to_canonical(job.read_era(spark, raw.era, [raw.uri], root), raw.era))
     adaptive = spark.conf.get("spark.sql.adaptive.enabled")
-    classified = job.materialize(spark, job.classify(job.normalize(combined, mapping), 2))
+    stored = job.materialize(spark, job.with_row_keys(job.normalize(combined, mapping)))
     assert spark.conf.get("spark.sql.adaptive.enabled") == adaptive
+    classified, counts = job.classify(spark, stored, 2)
+    assert (days[0], job.EXACT_DUPLICATE, 1) in counts
 
-    for rows in (job.processed_rows(classified, lake), job.quarantined_rows(classified, lake)):
-        ordering = rows._jdf.queryExecution().optimizedPlan().outputOrdering()
-        assert ordering.nonEmpty() and ordering.head().child().sql() == "report_date"
-    # and the rows really are in that order, each date in one partition
+    sql_executions = spark._jsparkSession.sharedState().statusStore()
+    before = sql_executions.executionsCount()
+    job.write_outputs(classified, lake)
+    spark.sparkContext._jsc.sc().listenerBus().waitUntilEmpty()
+    executions = sql_executions.executionsList(before, 100)
+    writes = [executions.apply(i).physicalPlanDescription() for i in range(executions.size())]
+    writes = [plan for plan in writes if "InsertIntoHadoopFsRelationCommand" in plan]
+    assert len(writes) == 2 and all("WriteFiles" in plan and "Sort" not in plan for plan in writes)
+    # and the rows really are in that order, each date in one partition (the scan splits no file)
     per_partition = classified.rdd.mapPartitions(lambda rows: [[row.report_date for row in rows]]).collect()
     assert all(part == sorted(part) for part in per_partition)
     assert sorted(day for part in per_partition for day in set(part)) == days
+
+
+LOCATION = "report_date date, country_region string, province_state string, admin2 string"
+
+
+def _stored(spark, rows: list[tuple]) -> DataFrame:
+    """Normalized-looking rows: the location key, a few data columns and the quarantine flag."""
+    schema = (f"{LOCATION}, last_update timestamp, confirmed bigint, deaths bigint, recovered bigint, "
+              "combined_key string, active bigint, fips string, iso3 string, latitude double, longitude double, "
+              "incident_rate double, case_fatality_ratio double, quarantine boolean")
+    return job.with_row_keys(spark.createDataFrame(rows, schema))
+
+
+def _row(day: dt.date, province: str | None, confirmed: int, quarantine: bool = False, hour: int = 12) -> tuple:
+    when = dt.datetime(day.year, day.month, day.day, hour)
+    return (day, "China", province, None, when, confirmed, 0, 0, None, None, None, "CHN", None, None, None, None,
+            quarantine)
+
+
+def test_location_counts_find_only_keys_with_several_valid_rows(spark):
+    day, other = dt.date(2020, 2, 1), dt.date(2020, 2, 2)
+    stored = _stored(spark, [
+        _row(day, "Hubei", 10), _row(day, "Hubei", 10),  # exact duplicate
+        _row(day, "Anhui", 5), _row(day, "Anhui", 6, quarantine=True),  # one valid row: not contested
+        _row(day, "Beijing", 1, quarantine=True), _row(day, "Beijing", 2, quarantine=True),
+        _row(other, "Hubei", 12),  # the same location on another date is another key
+    ])
+    per_date = {row.report_date: row for row in job.location_counts(stored).collect()}
+    assert (per_date[day].valid, per_date[day].quarantined) == (3, 3)
+    assert (per_date[other].valid, per_date[other].quarantined, per_date[other].contested_keys) == (1, 0, [])
+    hubei = stored.filter("report_date = '2020-02-01' AND province_state = 'Hubei'").select("_key_hash").first()[0]
+    assert per_date[day].contested_keys == [hubei]
+
+
+def test_duplicate_losers_compare_keys_so_a_shared_hash_decides_nothing(spark):
+    day = dt.date(2020, 2, 1)
+    # As if all four rows had come in under one colliding hash: only the two Hubei rows are duplicates.
+    stored = job.materialize(spark, _stored(spark, [
+        _row(day, "Hubei", 10, hour=9), _row(day, "Hubei", 20, hour=8),  # the later update wins, though smaller
+        _row(day, "Anhui", 5), _row(day, "Beijing", 7),
+    ]))
+    losers = job.duplicate_losers(stored).collect()
+    provinces = {row._row_id: row.province_state for row in stored.collect()}
+    confirmed = {row._row_id: row.confirmed for row in stored.collect()}
+    assert [(provinces[row._row_id], confirmed[row._row_id], row.outcome) for row in losers] == [
+        ("Hubei", 20, job.KEY_DUPLICATE)]
+
+
+def test_classify_counts_every_outcome_and_keeps_the_winners(spark):
+    day = dt.date(2020, 2, 1)
+    stored = job.materialize(spark, _stored(spark, [
+        _row(day, "Hubei", 10), _row(day, "Hubei", 10), _row(day, "Hubei", 9),
+        _row(day, "Anhui", 5), _row(day, "Anhui", -1, quarantine=True),
+    ]))
+    classified, counts = job.classify(spark, stored, 2)
+    totals = {}
+    for _, outcome, count in counts:
+        totals[outcome] = totals.get(outcome, 0) + count
+    assert totals == {job.KEPT: 2, job.QUARANTINED: 1, job.EXACT_DUPLICATE: 1, job.KEY_DUPLICATE: 1}
+    outcomes = sorted((row.province_state, row.confirmed, row.outcome) for row in classified.collect())
+    assert outcomes == sorted([("Hubei", 10, job.KEPT), ("Hubei", 10, job.EXACT_DUPLICATE),
+                               ("Hubei", 9, job.KEY_DUPLICATE), ("Anhui", 5, job.KEPT),
+                               ("Anhui", -1, job.QUARANTINED)])
+    assert not {"_row_id", "_key_hash"} & set(classified.columns)
