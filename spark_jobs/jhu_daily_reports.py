@@ -536,14 +536,15 @@ def materialize(spark: SparkSession, rows: DataFrame) -> DataFrame:
         return rows.localCheckpoint(eager=True)
 
 
-def _source_file(raw_prefix: str) -> Column:
-    """The raw file a row came from: each date is read from exactly one known path."""
-    return F.concat(F.lit(f"{raw_prefix}/report_date="), F.col("report_date").cast("string"), F.lit("/"),
-                    F.date_format("report_date", "MM-dd-yyyy"), F.lit(".csv"))
+def source_files(spark: SparkSession, lake: str, days: Iterable[dt.date]) -> DataFrame:
+    """`report_date` -> the raw file it was read from, for a broadcast join: a lookup per row instead of
+    formatting the date twice per row (measured 8 % of the processed write)."""
+    return spark.createDataFrame([(day, raw_file_uri(lake, day)) for day in days],
+                                 "report_date date, source_file string")
 
 
-def processed_rows(classified: DataFrame, raw_prefix: str) -> DataFrame:
-    return (classified.filter(F.col("outcome") == KEPT).withColumn("source_file", _source_file(raw_prefix))
+def processed_rows(classified: DataFrame, sources: DataFrame) -> DataFrame:
+    return (classified.filter(F.col("outcome") == KEPT).join(F.broadcast(sources), "report_date", "left")
             .select(*OUTPUT_COLUMNS))
 
 
@@ -570,19 +571,17 @@ def raw_record() -> Column:
     return F.to_json(F.when(F.col("malformed_line").isNull(), plain).otherwise(with_line))
 
 
-def quarantined_rows(classified: DataFrame, raw_prefix: str) -> DataFrame:
-    return (classified.filter(F.col("outcome") == QUARANTINED)
-            .withColumn("source_file", _source_file(raw_prefix))
+def quarantined_rows(classified: DataFrame, sources: DataFrame) -> DataFrame:
+    return (classified.filter(F.col("outcome") == QUARANTINED).join(F.broadcast(sources), "report_date", "left")
             .withColumn("reason", reason())
             .withColumn("raw_record", raw_record())
             .select(*QUARANTINE_COLUMNS))
 
 
-def write_outputs(classified: DataFrame, lake: str) -> None:
+def write_outputs(classified: DataFrame, lake: str, sources: DataFrame) -> None:
     """The processed and quarantine tables, replacing exactly the dates that have rows (dynamic overwrite)."""
-    raw_prefix = f"{lake}/{RAW_PREFIX}"
-    for rows, prefix, options in ((processed_rows(classified, raw_prefix), PROCESSED_PREFIX, PROCESSED_WRITE_OPTIONS),
-                                  (quarantined_rows(classified, raw_prefix), QUARANTINE_PREFIX, {})):
+    for rows, prefix, options in ((processed_rows(classified, sources), PROCESSED_PREFIX, PROCESSED_WRITE_OPTIONS),
+                                  (quarantined_rows(classified, sources), QUARANTINE_PREFIX, {})):
         (rows.write.mode("overwrite").option("partitionOverwriteMode", "dynamic").options(**options)
          .partitionBy("report_date").parquet(f"{lake}/{prefix}"))
 
@@ -680,7 +679,7 @@ def _transform_and_write(spark: SparkSession, args: argparse.Namespace, good: li
     stored = materialize(spark, with_row_keys(normalize(combined, mapping)))
     classified, counts = classify(spark, stored, partitions)
     _apply_counts(dates, counts)
-    write_outputs(classified, args.lake)
+    write_outputs(classified, args.lake, source_files(spark, args.lake, [raw.day for raw in good]))
 
 
 def process(spark: SparkSession, args: argparse.Namespace, raw_files: list[RawFile],

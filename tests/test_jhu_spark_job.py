@@ -343,7 +343,7 @@ def test_materialized_rows_stay_sorted_by_date_so_the_writes_do_not_sort_again(s
 
     sql_executions = spark._jsparkSession.sharedState().statusStore()
     before = sql_executions.executionsCount()
-    job.write_outputs(classified, lake)
+    job.write_outputs(classified, lake, job.source_files(spark, lake, days))
     spark.sparkContext._jsc.sc().listenerBus().waitUntilEmpty()
     executions = sql_executions.executionsList(before, 100)
     writes = [executions.apply(i).physicalPlanDescription() for i in range(executions.size())]
