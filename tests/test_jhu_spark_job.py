@@ -417,3 +417,29 @@ def test_classify_counts_every_outcome_and_keeps_the_winners(spark):
                                ("Hubei", 9, job.KEY_DUPLICATE), ("Anhui", 5, job.KEPT),
                                ("Anhui", -1, job.QUARANTINED)])
     assert not {"_row_id", "_key_hash"} & set(classified.columns)
+
+
+def test_literal_frame_keeps_every_value_and_type_without_python_workers(spark):
+    columns = [("report_date", "date"), ("source_file", "string"), ("_row_id", "bigint")]
+    rows = [(dt.date(2020, 1, 22), 'quote " backslash \\ comma , unicode é', 2**63 - 1),
+            (dt.date(2021, 5, 30), None, -(2**63))]
+    frame = job.literal_frame(spark, columns, rows)
+    assert frame.schema.simpleString() == "struct<report_date:date,source_file:string,_row_id:bigint>"
+    assert [tuple(row) for row in frame.collect()] == rows
+    empty = job.literal_frame(spark, [("_key_hash", "bigint")], [])
+    assert empty.columns == ["_key_hash"] and empty.count() == 0
+    # Built from a JSON literal in the JVM: no Python RDD (whose rows Python workers would unpickle).
+    assert "PythonRDD" not in frame._jdf.queryExecution().toRdd().toDebugString()
+
+
+def test_country_mapping_rows_need_four_fields_and_the_file_must_exist(spark, tmp_path):
+    short = tmp_path / "short.csv"
+    short.write_text("source_name,country_region,province_state,iso3\nUK,United Kingdom,,GBR\nChina,China\n")
+    with pytest.raises(ValueError, match=r"row 3 has 2 fields, expected 4"):
+        job.load_country_mapping(spark, short.as_uri())
+    with pytest.raises(FileNotFoundError, match=r"missing\.csv"):
+        job.load_country_mapping(spark, (tmp_path / "missing.csv").as_uri())
+    bom = tmp_path / "bom.csv"
+    bom.write_bytes("\ufeffsource_name,country_region,province_state,iso3\r\nUK,United Kingdom,,GBR\r\n".encode())
+    assert [tuple(row) for row in job.load_country_mapping(spark, bom.as_uri()).collect()] == [
+        ("UK", "United Kingdom", None, "GBR")]
