@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/jhu_spark_job.py [--master local[2]] [--driver-memory 2g] [--copy] [--repeat N]
                                              [--pandas-seconds S | --skip-pandas] [--keep] [--conf K=V ...]
-                                             [--job PATH] [--hadoop-local-fs] [--no-cds]
+                                             [--job PATH] [--hadoop-local-fs] [--no-cds] [--jvm-gc]
 
 Links (or copies) the mirror into a temporary lake's raw layout, runs `spark-submit spark_jobs/jhu_daily_reports.py`
 over 2020-01-22..2021-05-30 in a subprocess, samples the RSS of the whole process tree (JVM + Python), and prints
@@ -35,6 +35,7 @@ sys.path.insert(0, str(REPO))
 
 from local.hadoop.build import ensure_jar, spark_conf  # noqa: E402
 from local.jvm.class_data_sharing import adopt_recording, archive_for, driver_java_options  # noqa: E402
+from local.jvm.collector import with_collector  # noqa: E402
 
 JOB = REPO / "spark_jobs" / "jhu_daily_reports.py"
 MIRROR = REPO.parent / "shared" / "data" / "jhu" / "daily_reports"
@@ -139,6 +140,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="use Hadoop's default local file system instead of the local stack's (local/hadoop)")
     parser.add_argument("--no-cds", action="store_true",
                         help="start the driver JVM without the local stack's class-data-sharing archive (local/jvm)")
+    parser.add_argument("--jvm-gc", action="store_true",
+                        help="leave the collector to the JVM (G1) instead of the local stack's serial one (local/jvm)")
     parser.add_argument("--repeat", type=int, default=1,
                         help="alternate the reference and the job this many times and compare medians (a shared "
                              "machine's noise is +-10 %% per run)")
@@ -153,10 +156,10 @@ def main(argv: list[str] | None = None) -> int:
         # measure the later ones.
         print(f"recording the driver's class-data-sharing archive {archive.name} (an untimed first run)")
         settings, recording = driver_java_options(archive)
-        wall = run_spark_once(args, conf + [f"{k}={v}" for k, v in settings.items()])
+        wall = run_spark_once(args, conf + [f"{k}={v}" for k, v in driver_settings(settings, args).items()])
         adopt_recording(recording, archive, succeeded=wall is not None)
-    if archive is not None and archive.is_file():
-        conf += [f"{k}={v}" for k, v in driver_java_options(archive)[0].items()]
+    settings = driver_java_options(archive)[0] if archive is not None and archive.is_file() else {}
+    conf += [f"{k}={v}" for k, v in driver_settings(settings, args).items()]
     conf += args.conf
 
     spark_walls: list[float] = []
@@ -177,6 +180,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"ratio spark / pandas wall time (medians): {spark_median / pandas_median:.2f} "
               f"({spark_median:.1f} s vs {pandas_median:.1f} s)")
     return 0
+
+
+def driver_settings(settings: dict[str, str], args: argparse.Namespace) -> dict[str, str]:
+    """The local stack's driver collector on top of the archive's options, unless --jvm-gc."""
+    return dict(settings) if args.jvm_gc else with_collector(settings)
 
 
 def run_spark_once(args: argparse.Namespace, conf: list[str]) -> float | None:

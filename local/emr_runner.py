@@ -285,18 +285,19 @@ class EmrStepRunner:
             self._spark_conf = spark_conf(ensure_jar())
         return self._spark_conf
 
-    def _driver_java_options(self) -> tuple[dict[str, str], Path | None, Path | None]:
-        """The driver's class-data-sharing options (local/jvm): (settings, recording, archive). A speed-up
-        only: when the archive's folder cannot be made, the step runs without it."""
+    def _driver_java_options(self, step_args: list[str]) -> tuple[dict[str, str], Path | None, Path | None]:
+        """The driver's class-data-sharing options and collector (local/jvm): (settings, recording, archive).
+        The archive is a speed-up only: when its folder cannot be made, the step runs without it."""
         from local.jvm.class_data_sharing import archive_for, driver_java_options
+        from local.jvm.collector import with_collector
 
         try:
             archive = archive_for(self._local_spark_conf())
             settings, recording = driver_java_options(archive)
         except OSError as error:
             log.warning("Spark driver without a class-data-sharing archive: %s", error)
-            return {}, None, None
-        return settings, recording, archive
+            return with_collector({}, step_args), None, None
+        return with_collector(settings, step_args), recording, archive
 
     def _start(self, cluster: Any, step: Any) -> None:
         log_dir = self.log_dir / cluster.id / "steps" / step.id
@@ -309,7 +310,7 @@ class EmrStepRunner:
                     "Unsupported step.",
                     f"the local stack runs only command-runner.jar spark-submit steps; got Jar={step.jar!r}",
                 )
-            java_options, cds_recording, cds_archive = self._driver_java_options()
+            java_options, cds_recording, cds_archive = self._driver_java_options(list(step.args))
             command = build_spark_submit(
                 list(step.args), spark_jobs_dir=self.spark_jobs_dir, master=self.spark_master,
                 spark_submit=spark_submit_path(), local_conf={**self._local_spark_conf(), **java_options},

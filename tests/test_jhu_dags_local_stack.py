@@ -14,7 +14,8 @@ import pytest
 
 from local import airflow_local
 from local.hadoop.build import ensure_jar, spark_conf
-from local.jvm.class_data_sharing import archive_for
+from local.jvm.class_data_sharing import QUIET, archive_for
+from local.jvm.collector import SERIAL
 
 pytestmark = pytest.mark.stack
 JOB = "jhu_daily_reports"
@@ -89,6 +90,7 @@ def test_daily_run_lands_processes_catalogs_records_and_notifies(airflow, jhu_mi
     assert archive is not None and archive.is_file() and archive.stat().st_size > 1_000_000
     assert (f"spark.driver.defaultJavaOptions=-XX:SharedArchiveFile={archive}" in controller
             or "spark.driver.defaultJavaOptions=-XX:ArchiveClassesAtExit=" in controller)
+    assert f"{QUIET} {SERIAL}" in controller  # and the local drivers' collector (local/jvm/collector.py)
     assert "2020-03-01" in glue_partitions(stack)
     sent = wait_for_notifications(stack, "2020-03-01", 9)
     for destination in ("/chime", "/slack", "/teams"):

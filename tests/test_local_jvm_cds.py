@@ -6,6 +6,7 @@ from pathlib import Path
 
 from local.emr_runner import build_spark_submit
 from local.jvm import class_data_sharing as cds
+from local.jvm import collector
 
 
 def test_the_archive_name_follows_the_jvm_and_the_class_path(tmp_path, monkeypatch):
@@ -71,5 +72,21 @@ def test_the_runner_starts_steps_without_an_archive_it_cannot_write(tmp_path, mo
         raise PermissionError(f"cannot create {archive}")
 
     monkeypatch.setattr(cds, "driver_java_options", read_only)
-    assert runner._driver_java_options() == ({}, None, None)
+    monkeypatch.delenv(collector.CHOICE_ENV, raising=False)
+    assert runner._driver_java_options(["spark-submit", "job.py"]) == (
+        {cds.JAVA_OPTIONS_KEY: collector.SERIAL}, None, None)  # still the local collector
     assert "without a class-data-sharing archive" in caplog.text
+
+
+def test_local_drivers_get_the_serial_collector_unless_the_step_picks_one(tmp_path, monkeypatch):
+    monkeypatch.delenv(collector.CHOICE_ENV, raising=False)
+    settings, _ = cds.driver_java_options(tmp_path / "a.jsa")
+    assert collector.with_collector(settings, ["spark-submit", "job.py"]) == {
+        cds.JAVA_OPTIONS_KEY: f"{settings[cds.JAVA_OPTIONS_KEY]} {collector.SERIAL}"}
+    assert collector.with_collector({}) == {cds.JAVA_OPTIONS_KEY: collector.SERIAL}
+
+    # Two collectors stop the JVM from starting: a step's own choice wins.
+    own = ["spark-submit", "--conf", "spark.driver.extraJavaOptions=-Xss4m -XX:+UseParallelGC", "job.py"]
+    assert collector.with_collector(settings, own) == settings
+    monkeypatch.setenv(collector.CHOICE_ENV, "jvm")
+    assert collector.with_collector(settings, ["spark-submit", "job.py"]) == settings
