@@ -183,8 +183,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def driver_settings(settings: dict[str, str], args: argparse.Namespace) -> dict[str, str]:
-    """The local stack's driver collector on top of the archive's options, unless --jvm-gc."""
-    return dict(settings) if args.jvm_gc else with_collector(settings)
+    """The local stack's driver collector on top of the archive's options, unless --jvm-gc or a --conf picks
+    a collector itself."""
+    return dict(settings) if args.jvm_gc else with_collector(settings, args.conf)
 
 
 def run_spark_once(args: argparse.Namespace, conf: list[str]) -> float | None:
