@@ -3,8 +3,8 @@
 In local mode the driver JVM is also the only executor. On a small machine (this project's reference is 2
 cores) G1's concurrent marking and refinement threads and its write barriers compete with the two task
 threads, while the job keeps ~0.5 GB of checkpointed rows on a 2 GB heap. With the serial collector the
-495-file JHU job took 40 s and 73 s of CPU instead of about 50 s and 95 s (docs/benchmarks.md). EMR's JVMs
-are EMR's: this is local only.
+495-file JHU job used 73-97 s of CPU per run instead of 93-99 s (docs/benchmarks.md). EMR's JVMs are EMR's:
+this is local only.
 
 A step that picks a collector in its own options keeps it (a JVM given two refuses to start). Set
 COVID19_LAKE_SPARK_GC=jvm to leave the choice to the JVM.
