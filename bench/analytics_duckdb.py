@@ -1,6 +1,6 @@
 """Time the analytics on DuckDB over a processed JHU lake (default: every 14-column report, 2020-05-29 on).
 
-    PYTHONPATH=plugins python bench/analytics_duckdb.py [--lake DIR] [--source ../shared/data/jhu/daily_reports]
+    PYTHONPATH=plugins:. python bench/analytics_duckdb.py [--lake DIR] [--source ../shared/data/jhu/daily_reports]
 
 Prints the seconds to build the stand-in lake (if it is missing), to count each view, and to compute all
 dashboard extracts, with row counts and the extracts' size.
@@ -13,9 +13,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from covid19_lake.analytics import duck, extracts, fixture_lake
+from covid19_lake.analytics import extracts
 from covid19_lake.analytics.dialect import iso2_by_iso3
 from covid19_lake.analytics.views import VIEWS
+from local.analytics import duck, fixture_lake
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -1,6 +1,6 @@
 // Bundles the dashboard into a static folder (default: dist/): index.html, style.css, app.js.
 // Everything the page needs at run time is in that folder; the JSON extracts are written next to it
-// (data/) by the analytics DAG or `python -m covid19_lake.analytics.dashboard`.
+// (data/) by the analytics DAG or `python -m local.analytics.dashboard`.
 //   node build.mjs [--outdir DIR]
 import { build } from "esbuild";
 import { copyFile, mkdir } from "node:fs/promises";

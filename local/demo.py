@@ -116,7 +116,7 @@ def print_summary(summary: dict[str, Any]) -> None:
 
 
 def build_dashboard(stack: Any) -> Path:
-    from covid19_lake.analytics import dashboard, demo
+    from local.analytics import dashboard, demo
 
     site = Path(stack.lake_dir).parent / "site"
     demo.prepare(Path(stack.lake_dir), site, dashboard.DEFAULT_BUNDLE)
@@ -162,9 +162,9 @@ def main(argv: list[str] | None = None) -> int:
         out.write_text(json.dumps(summary, indent=2, default=str) + "\n", encoding="utf-8")
         print_summary(summary)
         print(f"dashboard built in {site}; to browse it later: "
-              f"{sys.executable} -m covid19_lake.analytics.serve --dir {site}")
+              f"{sys.executable} -m local.analytics.serve --dir {site}")
         if args.serve if args.serve is not None else sys.stdin.isatty():
-            from covid19_lake.analytics.serve import serve_until_interrupted
+            from local.analytics.serve import serve_until_interrupted
 
             serve_until_interrupted(site, args.port, "?country=US")
     ok = all(state == "success" for state in runs.values())

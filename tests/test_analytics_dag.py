@@ -8,6 +8,7 @@ from the same views, and must produce the same extracts as the DuckDB path.
 from __future__ import annotations
 
 import json
+import sys
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -17,8 +18,9 @@ from moto import mock_aws
 from moto.athena.models import QueryResults, athena_backends
 from moto.core import DEFAULT_ACCOUNT_ID
 
-from covid19_lake.analytics import dashboard, duck, extracts, fixture_lake, tasks
+from covid19_lake.analytics import extracts, tasks
 from covid19_lake.analytics.views import VIEWS
+from local.analytics import dashboard, duck, fixture_lake
 
 DAG_FILE = Path(__file__).resolve().parent.parent / "dags" / "analytics.py"
 WINDOW = [date(2020, 7, 1) + timedelta(days=i) for i in range(9)]
@@ -114,6 +116,16 @@ def test_local_extracts_are_written_next_to_the_site(lake: Path, tmp_path: Path,
     assert written["daily"]["dates"] == [d.isoformat() for d in WINDOW]
     assert not (site / "data" / "countries" / "atlantis.json").exists()
     assert sorted(p.name for p in site.iterdir() if p.name.startswith(".")) == []
+
+
+def test_duckdb_engine_without_the_local_package_fails_clearly(tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    # On MWAA plugins.zip holds no local/ (and no DuckDB): the duckdb engine must say so, not crash obscurely.
+    monkeypatch.setitem(sys.modules, "local.analytics.dashboard", None)
+    monkeypatch.setenv("AIRFLOW_VAR_COVID19_ANALYTICS_ENGINE", "duckdb")
+    monkeypatch.setenv("AIRFLOW_VAR_COVID19_LOCAL_SITE", str(tmp_path / "site"))
+    with pytest.raises(RuntimeError, match=r"covid19_analytics_engine is 'duckdb'.*not part of plugins.zip"):
+        tasks.write_dashboard_extracts()
 
 
 def _athena_type(duck_type: str) -> str:

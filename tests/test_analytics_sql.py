@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from covid19_lake.analytics import duck, fixture_lake
 from covid19_lake.analytics.dialect import ATHENA, country_code_pairs
 from covid19_lake.analytics.views import VIEWS
+from local.analytics import duck, fixture_lake
 
 WINDOW = [date(2020, 7, 1) + timedelta(days=i) for i in range(12)]
 

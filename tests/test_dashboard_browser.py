@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from covid19_lake.analytics import dashboard, fixture_lake
-from covid19_lake.analytics.headless import Browser
-from covid19_lake.analytics.serve import serve_in_thread, url_of
+from local.analytics import dashboard, fixture_lake
+from local.analytics.headless import Browser
+from local.analytics.serve import serve_in_thread, url_of
 
 WINDOW = [date(2020, 7, 1) + timedelta(days=i) for i in range(12)]
 ARTIFACTS = Path(__file__).resolve().parent.parent / ".local" / "test-artifacts"

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from covid19_lake.analytics import dashboard, extracts, fixture_lake
-from covid19_lake.analytics.serve import make_server, serve_in_thread, url_of
+from covid19_lake.analytics import extracts
+from local.analytics import dashboard, fixture_lake
+from local.analytics.serve import make_server, serve_in_thread, url_of
 
 WINDOW = [date(2020, 9, 1) + timedelta(days=i) for i in range(3)]
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import importlib
 import logging
 import shutil
 import tempfile
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from covid19_lake.analytics import extracts, settings
@@ -20,10 +22,22 @@ def athena_statement(view: View) -> str:
     return view.create_statement(ATHENA)
 
 
+def local_dashboard() -> ModuleType:
+    """The development-only site builder (``local/analytics``, DuckDB), imported only for the duckdb engine."""
+    try:
+        return importlib.import_module("local.analytics.dashboard")
+    except ModuleNotFoundError as error:
+        raise RuntimeError(
+            f"covid19_analytics_engine is 'duckdb', but the local engine cannot be imported ({error}): it is "
+            "development code (local/analytics, needs duckdb) that is not part of plugins.zip. Use the "
+            "'athena' engine on MWAA, or run from a checkout with the repository root on PYTHONPATH and "
+            "requirements-dev.txt installed."
+        ) from error
+
+
 def replace_data_dir(site: Path, files: dict[str, Any]) -> None:
     """Swap in a complete data/ folder next to the site's bundle (no half-written or stale extracts)."""
-    from covid19_lake.analytics import dashboard
-
+    dashboard = local_dashboard()
     site.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".data-", dir=site))
     try:
@@ -37,9 +51,8 @@ def write_dashboard_extracts(aws_conn_id: str = "aws_default") -> dict[str, Any]
     """Write the dashboard's JSON extracts next to the site, with the configured engine."""
     cfg = settings.load()
     if cfg.engine == "duckdb":
-        # DuckDB is imported only here: MWAA workers (Athena engine) do not need it installed.
-        from covid19_lake.analytics import dashboard
-
+        # DuckDB is imported only here: MWAA workers (Athena engine) do not have it installed.
+        dashboard = local_dashboard()
         files = dashboard.local_extracts(cfg.local_lake)
         if not (cfg.local_site / "index.html").is_file() and (dashboard.DEFAULT_BUNDLE / "index.html").is_file():
             shutil.copytree(dashboard.DEFAULT_BUNDLE, cfg.local_site, dirs_exist_ok=True)

@@ -1,6 +1,6 @@
 """Build the dashboard from the local lake and serve it on 127.0.0.1 (the dashboard part of `make demo`).
 
-    python -m covid19_lake.analytics.demo [--lake .local/lake] [--site .local/site] [--port 8050] [--no-serve]
+    python -m local.analytics.demo [--lake .local/lake] [--site .local/site] [--port 8050] [--no-serve]
 
 If the local lake has no processed JHU table yet, it is filled from the JHU mirror in ../shared by the
 stand-in in fixture_lake (the same layout the Spark job writes), and this is said on the console.
@@ -11,9 +11,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from covid19_lake.analytics import dashboard, fixture_lake
-from covid19_lake.analytics.duck import table_dir
-from covid19_lake.analytics.serve import DEFAULT_PORT, serve_until_interrupted
+from local.analytics import dashboard, fixture_lake
+from local.analytics.duck import table_dir
+from local.analytics.serve import DEFAULT_PORT, serve_until_interrupted
 
 JHU_MIRROR = dashboard.REPO_ROOT.parent / "shared" / "data" / "jhu" / "daily_reports"
 

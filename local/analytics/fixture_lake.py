@@ -7,7 +7,7 @@ data contract with a simple country rule: the country name as published, trimmed
 alpha-3 code for all of its rows. The layout is the contract's:
 {lake}/processed/jhu_daily_reports/report_date=YYYY-MM-DD/*.parquet.
 
-    python -m covid19_lake.analytics.fixture_lake --source ../shared/data/jhu/daily_reports --lake .local/lake
+    python -m local.analytics.fixture_lake --source ../shared/data/jhu/daily_reports --lake .local/lake
 """
 
 from __future__ import annotations
@@ -118,7 +118,7 @@ def write_table(lake: Path, table: str, rows: list[dict], partition: str) -> Pat
 
     For tests and demos that need tweets before the tweet jobs ran; column types follow duck.CONTRACTS.
     """
-    from covid19_lake.analytics.duck import CONTRACTS
+    from local.analytics.duck import CONTRACTS
 
     expected_partition, columns = CONTRACTS[table]
     if partition != expected_partition:

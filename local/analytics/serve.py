@@ -1,6 +1,6 @@
 """A static file server for the dashboard, bound to the loopback interface only.
 
-    python -m covid19_lake.analytics.serve --dir .local/site [--port 8050]
+    python -m local.analytics.serve --dir .local/site [--port 8050]
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Write the dashboard site: the built bundle plus JSON extracts computed by DuckDB over the local lake.
 
-    python -m covid19_lake.analytics.dashboard --lake .local/lake --out .local/site [--bundle dashboard/dist]
+    python -m local.analytics.dashboard --lake .local/lake --out .local/site [--bundle dashboard/dist]
 
 The same extracts are written to the site bucket on AWS by the `analytics` DAG (see `athena_extracts`).
 The output folder is replaced as a whole, so re-running leaves no stale country file behind.
@@ -15,10 +15,11 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from covid19_lake.analytics import duck, extracts
+from covid19_lake.analytics import extracts
 from covid19_lake.analytics.dialect import iso2_by_iso3
+from local.analytics import duck
 
-REPO_ROOT = Path(__file__).resolve().parents[3]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 DASHBOARD_DIR = REPO_ROOT / "dashboard"
 DEFAULT_BUNDLE = DASHBOARD_DIR / "dist"
 BUNDLE_FILES = ("index.html", "app.js", "style.css")
