@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 NPM_INSTALLED := dashboard/node_modules/.package-lock.json
 
-.PHONY: demo test lint install check-java check-chromium dashboard package deploy clean
+.PHONY: demo test lint install venvs check-java check-chromium dashboard package deploy clean
 
 $(INSTALLED): requirements.txt requirements-dev.txt constraints/constraints-airflow-3.3.1-python-3.12.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -43,7 +43,12 @@ dashboard: $(NPM_INSTALLED)
 lint: install
 	$(PY) -m ruff check .
 
-test: install check-java check-chromium dashboard lint
+# Isolated venvs the tests reuse (tests/venvs.py, cached in .local/venvs by requirements hash):
+# `mwaa` holds only MWAA's packages, for tests/test_mwaa_package.py.
+venvs: install
+	$(PY) -m tests.venvs mwaa
+
+test: install check-java check-chromium dashboard lint venvs
 	$(PY) -m pytest
 
 demo: install check-java dashboard
