@@ -21,18 +21,12 @@ STACK_NAME = "covid19-lake"
 PROJECT_NAME = "covid19-lake"
 EMR_RELEASE_LABEL = "emr-7.9.0"  # Spark 3.5 on Python 3.11, like the local pyspark
 TEMPLATE = REPO_ROOT / "infra" / "covid19-lake.yaml"
-FALLBACK_TEMPLATE = Path(__file__).resolve().parent / "dev-template.yaml"
 DEFAULT_STATE_DIR = REPO_ROOT / ".local"
 STACK_FILE = "stack.json"
 PID_FILE = "stack.pid"
 LOG_FILE = "stack.log"
 SINK_LOG = "webhooks.jsonl"
 WEBHOOK_PATHS = {"chime": "/chime", "slack": "/slack", "teams": "/teams"}
-
-
-def default_template() -> Path:
-    """The project's template once it exists; until then the stand-in with the same contract."""
-    return TEMPLATE if TEMPLATE.exists() else FALLBACK_TEMPLATE
 
 
 def write_stack_file(state_dir: Path, record: dict[str, Any]) -> None:

@@ -1,6 +1,7 @@
 """`make demo`: the main job end to end on the embedded local stack, no AWS account needed.
 
-1. starts the local stack (moto, EMR step runner, stream bridge with the notifier, webhook sink);
+1. starts the local stack (moto, EMR step runner, webhook sink, and the template's notifier on the job
+   table's stream, as every entry point does);
 2. runs `jhu_backfill` for March 2020 (one EMR step, run by local Spark) and `jhu_daily_reports` for
    2020-04-01, from the JHU mirror in ../shared when it is there, else from GitHub;
 3. runs the `analytics` DAG and builds the dashboard from the lake;
@@ -134,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     started = time.monotonic()
     state_dir = args.state_dir.resolve()
-    with running_daemon(state_dir, "--stream-handler", "JobTable=lambdas.notifier.app.handler") as stack:
+    with running_daemon(state_dir) as stack:  # the template wires the notifier to the job table
         env = airflow_local.airflow_env(stack, state_dir / "airflow")
         # Task logs stay in the Airflow home; the console shows progress and the summary.
         env["AIRFLOW__LOGGING__LOGGING_LEVEL"] = os.environ.get("AIRFLOW__LOGGING__LOGGING_LEVEL", "ERROR")

@@ -8,6 +8,8 @@ or, in Python::
         stack.client("emr").list_clusters()
 
 Everything listens on 127.0.0.1 on ports chosen at start and recorded in ``{state_dir}/stack.json``.
+The Lambdas the template attaches to DynamoDB streams (the notifier on the job table) run by default;
+``--stream-handler`` adds or replaces one, ``--no-stream-handlers`` turns the template's off.
 See docs/local-stack.md for how each piece maps to AWS.
 """
 
@@ -30,11 +32,18 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from local import config
-from local.cfn import Resolver, TemplateError, load_template
+from local.cfn import TemplateError, load_template
 from local.deploy import Deployment, deploy
 from local.emr_runner import EmrStepRunner
 from local.firehose_mirror import FirehoseMirror, delivery_prefixes
 from local.stream_bridge import EventSourceConfig, StreamBridge
+from local.template_lambdas import (
+    deployed_on_aws,
+    handler_path,
+    mapping_from_template,
+    stream_mappings,
+    why_not_emulated,
+)
 from local.webhook_sink import WebhookSink
 
 log = logging.getLogger("local.stack")
@@ -114,6 +123,7 @@ class LocalStack(_StackClient):
         lake_dir: Path,
         spark_jobs_dir: Path,
         stream_handlers: dict[str, StreamHandlerSpec] | None = None,
+        template_stream_handlers: bool = True,
         emr_cluster_name: str = "covid19-lake",
         spark_master: str = "local[2]",
         airflow_base_url: str = "http://127.0.0.1:8080",
@@ -123,10 +133,13 @@ class LocalStack(_StackClient):
         self.lake_dir = Path(lake_dir).resolve()
         self.spark_jobs_dir = Path(spark_jobs_dir).resolve()
         self.stream_handlers = dict(stream_handlers or {})
+        self.template_stream_handlers = template_stream_handlers
+        self.wiring: dict[str, dict[str, Any]] = {}  # table logical ID or name -> what runs on its stream
+        self.not_emulated: dict[str, str] = {}  # logical ID -> why the stack skips what AWS deploys
         self.emr_cluster_name = emr_cluster_name
         self.spark_master = spark_master
         self.airflow_base_url = airflow_base_url
-        self.template_path = Path(template_path) if template_path else config.default_template()
+        self.template_path = Path(template_path) if template_path else config.TEMPLATE
         self.sink_log = self.state_dir / config.SINK_LOG
         self.outputs: dict[str, str] = {}
         self.deployment: Deployment | None = None
@@ -201,8 +214,9 @@ class LocalStack(_StackClient):
 
         if config.REPO_ROOT.as_posix() not in sys.path:
             sys.path.insert(0, config.REPO_ROOT.as_posix())  # handlers are dotted paths of this repo
-        for key, spec in self.stream_handlers.items():
+        for key, (spec, origin) in self._stream_handlers_to_wire().items():
             self.add_stream_handler(key, spec)
+            self.wiring[key].update(origin)
 
     def stop(self) -> None:
         """Stop every thread and process this stack started (spark-submit steps included)."""
@@ -248,6 +262,7 @@ class LocalStack(_StackClient):
         if missing:
             raise TemplateError(f"{self.template_path}: Parameters {missing} are part of the contract and missing")
         parameters = {k: v for k, v in parameters.items() if k in declared}
+        self._parameters = parameters
         deployment = deploy(template, parameters, self.client, stack_name=config.STACK_NAME,
                             account_id=config.ACCOUNT_ID, region=self.region)
         self._template = template
@@ -283,6 +298,49 @@ class LocalStack(_StackClient):
             # No LogUri: the provider's EMR links parse it as s3:// (step logs are under {state_dir}/emr).
         )["JobFlowId"]
 
+    def _stream_handlers_to_wire(self) -> dict[str, tuple[StreamHandlerSpec, dict[str, str]]]:
+        """The template's DynamoDB stream Lambdas (unless turned off), then the explicit handlers, which
+        add a table or replace the template's handler of one (named by logical ID or table name)."""
+        assert self.deployment is not None and self.deployment.resolver is not None
+        resources = self._template["Resources"]
+        created = self.deployment.created_by
+        aws_only = deployed_on_aws(self._template, self._parameters)
+        mappings, others = stream_mappings(self._template)
+        self.not_emulated = {lid: why_not_emulated(resources[lid]["Type"]) for lid, how in created.items()
+                             if how == "not-emulated" or (how == "condition-false" and lid in aws_only)}
+        self.not_emulated.update({lid: why for lid, why in others.items() if lid in self.not_emulated})
+        names = {str(self.deployment.refs[lid]): lid for lid, r in resources.items()
+                 if r["Type"] == "AWS::DynamoDB::Table" and lid in self.deployment.refs}
+        explicit = {names.get(key, key): spec for key, spec in self.stream_handlers.items()}
+        wire: dict[str, tuple[StreamHandlerSpec, dict[str, str]]] = {}
+        for mapping in mappings:
+            origin = {"from": "template", "event_source_mapping": mapping.mapping_id, "function": mapping.function_id}
+            if mapping.table_id not in self.deployment.refs:
+                why = f"its stream's table {mapping.table_id} is not deployed locally"
+            elif mapping.table_id in wire:
+                why = (f"the local stack runs one handler per stream, and {mapping.table_id}'s already runs "
+                       f"{_handler_name(wire[mapping.table_id][0])}")
+            elif mapping.table_id in explicit:
+                spec = explicit.pop(mapping.table_id)
+                replaced = {"from": "--stream-handler", "event_source_mapping": mapping.mapping_id}
+                wire[mapping.table_id] = (spec, replaced)
+                self.not_emulated.pop(mapping.mapping_id, None)  # its settings apply to the replacement
+                self.not_emulated[mapping.function_id] = (
+                    f"replaced by --stream-handler {mapping.table_id}={_handler_name(spec)}")
+                continue
+            elif not self.template_stream_handlers:
+                why = "the template's stream handlers are turned off (--no-stream-handlers)"
+            else:
+                handler = handler_path(self._template, mapping.function_id, self.deployment.resolver)
+                wire[mapping.table_id] = ({"handler": handler}, origin)
+                self.not_emulated.pop(mapping.mapping_id, None)
+                self.not_emulated.pop(mapping.function_id, None)
+                continue
+            self.not_emulated[mapping.mapping_id] = self.not_emulated[mapping.function_id] = why
+        for table, spec in explicit.items():
+            wire[table] = (spec, {"from": "--stream-handler"})
+        return wire
+
     def add_stream_handler(self, table: str, spec: StreamHandlerSpec) -> StreamBridge:
         """Start an event source mapping from ``table`` (logical ID or name) to a handler."""
         source = self._event_source_config(table, spec)
@@ -296,6 +354,13 @@ class LocalStack(_StackClient):
         bridge = StreamBridge(source, self.client, on_failure, region=self.region, account_id=config.ACCOUNT_ID)
         bridge.start()
         self.bridges[table] = bridge
+        self.wiring[table] = {
+            "table_name": source.table_name, "handler": _handler_name(source.handler),
+            "function_name": source.function_name, "from": "add_stream_handler",
+            **{name: getattr(source, name) for name in ("batch_size", "report_batch_item_failures",
+                                                        "maximum_retry_attempts", "starting_position",
+                                                        "on_failure_destination")},
+        }
         return bridge
 
     def _event_source_config(self, table: str, spec: StreamHandlerSpec) -> EventSourceConfig:
@@ -347,64 +412,28 @@ class LocalStack(_StackClient):
             "template": str(self.template_path),
             "region": self.region,
             "outputs": self.outputs,
-            "resources": self.deployment.created_by if self.deployment else {},
+            "resources": self.resources(),
+            "not_emulated": self.not_emulated,
             "notes": self.deployment.notes if self.deployment else [],
-            "stream_handlers": {k: (v if isinstance(v, str) else v.get("handler")) for k, v in
-                                self.stream_handlers.items() if isinstance(v, str | dict)},
+            "stream_handlers": self.wiring,
+            "template_stream_handlers": self.template_stream_handlers,
             "emr_step_pids": self.step_pids(),
             "env": self.env() if self.endpoint_url else {},
         }
 
+    def resources(self) -> dict[str, str]:
+        """Logical ID -> how the stack made it: cloudformation, api, stream-bridge (a template Lambda and its
+        mapping, run by the stream bridge), not-emulated (AWS deploys it, the stack does not; see
+        ``not_emulated`` for why) or condition-false (not deployed on AWS either, with these parameters)."""
+        if not self.deployment:
+            return {}
+        wired = {info.get(key) for info in self.wiring.values() for key in ("event_source_mapping", "function")}
+        return {lid: "stream-bridge" if lid in wired else "not-emulated" if lid in self.not_emulated else how
+                for lid, how in self.deployment.created_by.items()}
+
     def _write_record(self, status: str) -> None:
         with self._record_lock:
             config.write_stack_file(self.state_dir, self.record(status))
-
-
-def mapping_from_template(template: dict[str, Any], table_logical_id: str, resolver: Resolver) -> dict[str, Any]:
-    """EventSourceConfig fields from the template's event source mapping of ``table``'s stream and its
-    function (both may be conditioned on AWS: their Properties still say how AWS would invoke it)."""
-    resources = template["Resources"]
-    for logical_id, resource in resources.items():
-        if resource["Type"] != "AWS::Lambda::EventSourceMapping":
-            continue
-        props = resource.get("Properties", {})
-        source = props.get("EventSourceArn", {})
-        target = source.get("Fn::GetAtt") if isinstance(source, dict) else None
-        if not target or list(target)[:2] != [table_logical_id, "StreamArn"]:
-            continue
-        found: dict[str, Any] = {
-            "batch_size": int(props.get("BatchSize", 100)),
-            "report_batch_item_failures": "ReportBatchItemFailures" in props.get("FunctionResponseTypes", []),
-            "starting_position": props.get("StartingPosition", "TRIM_HORIZON"),
-        }
-        retries = int(props.get("MaximumRetryAttempts", -1))
-        if retries >= 0:
-            found["maximum_retry_attempts"] = retries
-        destination = (props.get("DestinationConfig") or {}).get("OnFailure", {}).get("Destination")
-        if destination is not None:
-            found["on_failure_destination"] = _try_resolve(resolver, destination, logical_id)
-        function_ref = props.get("FunctionName", {})
-        function_id = function_ref.get("Ref") if isinstance(function_ref, dict) else None
-        function = resources.get(function_id or "", {}).get("Properties", {})
-        if function:
-            found["function_name"] = _try_resolve(resolver, function.get("FunctionName"), function_id)
-            found["timeout_seconds"] = float(function.get("Timeout", 3))
-            found["memory_mb"] = int(function.get("MemorySize", 128))
-            variables = (function.get("Environment") or {}).get("Variables") or {}
-            found["environment"] = {
-                name: str(value) for name, raw in variables.items()
-                if (value := _try_resolve(resolver, raw, f"{function_id}.Environment.{name}")) is not None
-            }
-        return found
-    return {}
-
-
-def _try_resolve(resolver: Resolver, node: Any, where: str) -> Any:
-    try:
-        return resolver.resolve(node, where)
-    except TemplateError as exc:
-        log.warning("%s is not available locally: %s", where, exc)
-        return None
 
 
 class RunningStack(_StackClient):
@@ -429,6 +458,11 @@ class RunningStack(_StackClient):
 
 
 # -- daemon ------------------------------------------------------------------------------------------------
+def _handler_name(spec: Any) -> str:
+    handler = spec.get("handler") if isinstance(spec, dict) else spec
+    return handler if isinstance(handler, str) else getattr(handler, "__qualname__", repr(handler))
+
+
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -477,6 +511,8 @@ def _serve_args(args: argparse.Namespace) -> list[str]:
         command += ["--template", str(args.template)]
     for handler in args.stream_handler:
         command += ["--stream-handler", handler]
+    if args.no_stream_handlers:
+        command.append("--no-stream-handlers")
     return command
 
 
@@ -555,6 +591,7 @@ def _serve(args: argparse.Namespace) -> int:
         lake_dir=Path(args.lake_dir) if args.lake_dir else state_dir / "lake",
         spark_jobs_dir=Path(args.spark_jobs_dir) if args.spark_jobs_dir else config.REPO_ROOT / "spark_jobs",
         stream_handlers=handlers,
+        template_stream_handlers=not args.no_stream_handlers,
         emr_cluster_name=args.emr_cluster_name,
         spark_master=args.spark_master,
         airflow_base_url=args.airflow_base_url,
@@ -583,7 +620,11 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--spark-jobs-dir", type=Path, default=None, help="default: the repository's spark_jobs/")
     parser.add_argument("--template", type=Path, default=None, help="default: infra/covid19-lake.yaml")
     parser.add_argument("--stream-handler", action="append", default=[], metavar="TABLE=module.function",
-                        help="deliver TABLE's stream (logical ID or name) to a handler; repeatable")
+                        help="deliver TABLE's stream (logical ID or name) to a handler, in addition to or instead "
+                             "of the template's; repeatable")
+    parser.add_argument("--no-stream-handlers", action="store_true",
+                        help="do not wire the Lambdas the template attaches to DynamoDB streams (by default "
+                             "every one runs on its stream, e.g. the notifier on JobTable)")
     parser.add_argument("--emr-cluster-name", default="covid19-lake")
     parser.add_argument("--spark-master", default="local[2]")
     parser.add_argument("--airflow-base-url", default="http://127.0.0.1:8080")
@@ -600,6 +641,9 @@ def main(argv: list[str] | None = None) -> int:
         record = start_daemon(args)
         print(f"local stack running (pid {record['pid']}): AWS {record['endpoint_url']}, "
               f"webhook sink {record['sink_url']}, state in {args.state_dir}", file=sys.stderr)
+        wired = record.get("stream_handlers") or {}
+        print("stream handlers: " + (", ".join(f"{table} -> {info['handler']}" for table, info in wired.items())
+                                     or "none"), file=sys.stderr)
         _print_env(record["env"])
         return 0
     if args.command == "down":
@@ -617,8 +661,8 @@ def main(argv: list[str] | None = None) -> int:
     if not pid or not record or record.get("status") != "running":
         print(f"local stack: not running (state dir {args.state_dir})")
         return 3
-    print(json.dumps({k: record[k] for k in ("pid", "endpoint_url", "sink_url", "lake_dir", "outputs",
-                                             "emr_step_pids", "updated_at")}, indent=2))
+    print(json.dumps({k: record.get(k) for k in ("pid", "endpoint_url", "sink_url", "lake_dir", "outputs",
+                                                 "stream_handlers", "emr_step_pids", "updated_at")}, indent=2))
     return 0
 
 

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-# The session's one embedded local AWS stack (moto server, EMR step runner, stream bridge, webhook sink).
+# The session's one embedded local AWS stack (moto server, EMR step runner, webhook sink, and the stream
+# bridge running what the template attaches to streams: the notifier on the job table).
 pytest_plugins = ["tests.fixtures_local_stack"]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -61,12 +62,6 @@ def spark():
     # py4j logs "Closing down clientserver connection" from an atexit hook, after pytest closed the
     # streams its log handlers write to ("--- Logging error ---"): nothing to report by then.
     logging.getLogger("py4j").setLevel(logging.CRITICAL)
-
-
-@pytest.fixture(scope="session")
-def local_stack_stream_handlers() -> dict:
-    """The job table's stream drives the real notifier Lambda, as the stack's event source mapping does."""
-    return {"JobTable": "lambdas.notifier.app.handler"}
 
 
 @pytest.fixture(scope="session")

@@ -7,8 +7,10 @@ tests/conftest.py enables it with::
 The stack runs as ``python -m local.stack up`` in its own process (moto keeps global state, and
 ``mock_aws`` in other tests resets every backend of its process: the stack must not share it). Stream
 handlers therefore run in that process too; this module's ``recording_handler`` is importable there as
-``tests.fixtures_local_stack.recording_handler``. Override ``local_stack_stream_handlers`` in a conftest
-to attach more (e.g. ``{"JobTable": "lambdas.notifier.app.handler"}``).
+``tests.fixtures_local_stack.recording_handler``. The stack wires what the template wires, as every
+entry point does: the job table's stream drives the real notifier Lambda (``lambdas.notifier.app.handler``).
+Override ``local_stack_stream_handlers`` in a conftest to add handlers or replace the template's (a
+table's logical ID or name -> dotted path or spec, as ``--stream-handler`` takes them).
 """
 
 from __future__ import annotations
@@ -81,7 +83,8 @@ def read_invocations(path: Path) -> list[dict[str, Any]]:
 
 @pytest.fixture(scope="session")
 def local_stack_stream_handlers() -> dict[str, Any]:
-    """Extra stream handlers of the session stack (table logical ID or name -> dotted path or spec)."""
+    """Stream handlers of the session stack besides the template's (table logical ID or name -> dotted path
+    or spec); one for a table the template wires replaces the template's handler."""
     return {}
 
 

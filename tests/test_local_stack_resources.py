@@ -54,7 +54,22 @@ def test_unemulated_resources_are_reported_not_silently_missing(local_stack, tem
     assert set(created_by) == set(template["Resources"])
     assert created_by["JobTable"] == "cloudformation"
     assert created_by["GlueDatabase"] == "api"
-    assert created_by["NotifierFunction"] == "condition-false"
+    # The notifier runs on the job table's stream, as the template's event source mapping says.
+    assert created_by["NotifierFunction"] == created_by["NotifierEventSourceMapping"] == "stream-bridge"
+    # What AWS deploys and the stack skips says why; what AWS skips too (by default) is condition-false.
+    assert created_by["MwaaEnvironment"] == "not-emulated"
+    assert created_by["QuickSightEmbedFunction"] == "condition-false"
+    not_emulated = local_stack.record["not_emulated"]
+    assert set(not_emulated) == {lid for lid, how in created_by.items() if how == "not-emulated"}
+    assert all(isinstance(why, str) and why for why in not_emulated.values())
+
+
+def test_the_session_stack_wires_the_templates_notifier_and_the_tests_recorder(local_stack):
+    wired = local_stack.record["stream_handlers"]
+    assert wired["JobTable"]["handler"] == "lambdas.notifier.app.handler"
+    assert wired["JobTable"]["from"] == "template"
+    assert wired["JobTable"]["function_name"] == "covid19-lake-notifier"
+    assert wired["local-stack-test-events"]["from"] == "--stream-handler"
 
 
 def test_webhooks_secret_points_at_the_sink_and_the_sink_records_posts(local_stack):
