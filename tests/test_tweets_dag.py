@@ -54,9 +54,9 @@ def test_task_reads_config_and_token_at_run_time_and_writes_the_local_lake(monke
     adapter = _replay_adapter()("search_page1.json", "search_page2.json")
     real_build = search.build_client
 
-    def build_with_replay(token):
-        assert token == "tok-from-conn"
-        client = real_build(token)
+    def build_with_replay(token, base_url):
+        assert token == "tok-from-conn" and base_url == "https://api.twitter.com"
+        client = real_build(token, base_url)
         client.session.mount("https://", adapter)
         return client
 

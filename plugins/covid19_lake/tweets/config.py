@@ -6,11 +6,28 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
+from urllib.parse import urlsplit
 
 CONFIG_VARIABLE = "covid19_lake_tweets"
 DEFAULT_QUERY = '(covid OR covid19 OR "covid-19" OR coronavirus OR "sars-cov-2") -is:retweet'
 DEFAULT_SCHEDULE = "*/15 * * * *"
+# tweepy's own host (it has no setting for another: search.ApiBaseSession); local/x_api.py locally.
+DEFAULT_X_API_BASE_URL = "https://api.twitter.com"
+_LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
 SCHEDULE_ENV = "COVID19_LAKE_TWEETS_SCHEDULE"
+
+
+def check_base_url(url: str, setting: str = "x_api_base_url") -> str:
+    """The X API base URL without a trailing slash; a clear error for anything that is not one."""
+    parts = urlsplit(url or "")
+    if parts.scheme not in ("https", "http") or not parts.hostname or parts.query or parts.fragment:
+        raise ValueError(f"{setting} must be an http(s) URL like {DEFAULT_X_API_BASE_URL} "
+                         f"(optionally with a port and a path prefix), got {url!r}")
+    if parts.scheme == "http" and parts.hostname not in _LOOPBACK_HOSTS:
+        # The bearer token travels in every request's Authorization header.
+        raise ValueError(f"{setting} must use https; plain http is accepted only for a loopback host "
+                         f"(127.0.0.1, localhost, ::1), got {url!r}")
+    return url.rstrip("/")
 
 
 def ingest_schedule() -> str:
@@ -31,6 +48,7 @@ class TweetsConfig:
     initial_lookback_minutes: int = 60
     checkpoint_variable: str = "tweets_ingest_checkpoint"
     x_conn_id: str = "x_api"
+    x_api_base_url: str = DEFAULT_X_API_BASE_URL
     aws_conn_id: str = "aws_default"
 
     def __post_init__(self) -> None:
@@ -44,6 +62,8 @@ class TweetsConfig:
             raise ValueError(f"{CONFIG_VARIABLE}.max_pages must be at least 1, got {self.max_pages}")
         if not self.query.strip():
             raise ValueError(f"{CONFIG_VARIABLE}.query must not be empty")
+        object.__setattr__(self, "x_api_base_url",
+                           check_base_url(self.x_api_base_url, f"{CONFIG_VARIABLE}.x_api_base_url"))
 
     @classmethod
     def from_mapping(cls, raw: Mapping[str, Any]) -> TweetsConfig:

@@ -109,19 +109,26 @@ def build_sink(config: Any) -> Sink:
 
 def ingest_from_airflow() -> dict[str, Any]:
     """Entry point of the Airflow task: everything (config, token, clients) is resolved at run time."""
+    import tweepy
     from airflow.sdk import Connection
+    from airflow.sdk.exceptions import AirflowFailException
 
     from covid19_lake.tweets.checkpoint import VariableCheckpointStore
     from covid19_lake.tweets.config import load_config
-    from covid19_lake.tweets.search import build_client
+    from covid19_lake.tweets.search import build_client, credentials_error
 
     config = load_config()
     token = Connection.get(config.x_conn_id).password
     if not token:
         raise ValueError(f"Airflow connection {config.x_conn_id!r} has no password (the X API bearer token)")
-    search = RecentSearch(build_client(token), config.query, page_size=config.page_size,
+    search = RecentSearch(build_client(token, config.x_api_base_url), config.query, page_size=config.page_size,
                           max_rate_limit_wait=config.max_rate_limit_wait_seconds)
-    result = run_ingest(search, build_sink(config), VariableCheckpointStore(config.checkpoint_variable),
-                        max_pages=config.max_pages,
-                        initial_lookback=timedelta(minutes=config.initial_lookback_minutes))
+    try:
+        result = run_ingest(search, build_sink(config), VariableCheckpointStore(config.checkpoint_variable),
+                            max_pages=config.max_pages,
+                            initial_lookback=timedelta(minutes=config.initial_lookback_minutes))
+    except (tweepy.Unauthorized, tweepy.Forbidden) as exc:
+        # Retrying cannot fix a token: fail now, naming where the token comes from (never the token).
+        raise AirflowFailException(credentials_error(exc, f"Airflow connection {config.x_conn_id!r} (password)")
+                                   ) from exc
     return result.as_dict()

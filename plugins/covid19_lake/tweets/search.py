@@ -8,21 +8,66 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import requests
 import tweepy
 
+from covid19_lake.tweets.config import DEFAULT_X_API_BASE_URL as DEFAULT_API_BASE_URL
+from covid19_lake.tweets.config import check_base_url
 from covid19_lake.tweets.records import EXPANSIONS, PLACE_FIELDS, TWEET_FIELDS, USER_FIELDS
 
 log = logging.getLogger(__name__)
 
+class ApiBaseSession(requests.Session):
+    """A requests Session that sends what tweepy addresses to https://api.twitter.com to another base URL.
 
-def build_client(bearer_token: str) -> tweepy.Client:
-    """A client returning raw JSON dicts, so records keep the API's own shape."""
-    # tweepy logs request headers (with the bearer token) at DEBUG: never let that level through.
+    tweepy hard-codes the host in ``Client.request`` and ``StreamingClient._connect`` and offers no option
+    for it, but both send every request through the client's ``session``. Giving the client this session
+    moves only the destination: tweepy still builds the route, query string and headers, and parses the
+    responses and errors, exactly as it does against the real API.
+    """
+
+    def __init__(self, base_url: str) -> None:
+        super().__init__()
+        self.base_url = check_base_url(base_url)
+
+    def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> requests.Response:
+        if isinstance(url, str) and url.startswith(DEFAULT_API_BASE_URL + "/"):
+            url = self.base_url + url[len(DEFAULT_API_BASE_URL):]
+        return super().request(method, url, *args, **kwargs)
+
+
+def point_at(client: Any, base_url: str) -> Any:
+    """Send a tweepy Client / StreamingClient's requests to ``base_url`` (a no-op for the real API)."""
+    base_url = check_base_url(base_url)
+    if base_url != DEFAULT_API_BASE_URL:
+        client.session = ApiBaseSession(base_url)
+    return client
+
+
+def quiet_tweepy_debug() -> None:
+    """tweepy logs request headers (with the bearer token) at DEBUG: never let that level through."""
     tweepy_log = logging.getLogger("tweepy")
     if tweepy_log.getEffectiveLevel() < logging.INFO:
         tweepy_log.setLevel(logging.INFO)
+
+
+def build_client(bearer_token: str, base_url: str = DEFAULT_API_BASE_URL) -> tweepy.Client:
+    """A client returning raw JSON dicts, so records keep the API's own shape."""
+    quiet_tweepy_debug()
     # Rate limits are handled here, with a bounded wait, rather than by tweepy's unbounded sleep.
-    return tweepy.Client(bearer_token=bearer_token, return_type=dict, wait_on_rate_limit=False)
+    client = tweepy.Client(bearer_token=bearer_token, return_type=dict, wait_on_rate_limit=False)
+    return point_at(client, base_url)
+
+
+def credentials_error(exc: tweepy.HTTPException, source: str) -> str:
+    """What to tell the operator when the API refuses the token; never includes the token itself."""
+    status = exc.response.status_code
+    detail = "; ".join(exc.api_messages) or getattr(exc.response, "reason", "") or "no detail"
+    if status == 401:
+        return (f"X API rejected the bearer token from {source} (HTTP 401: {detail}): set it to the "
+                "app-only bearer token of an app in your X developer project")
+    return (f"X API refused the request made with the bearer token from {source} (HTTP {status}: {detail}): "
+            "the token is valid but its app, project or plan has no access to this endpoint")
 
 
 @dataclass(frozen=True)

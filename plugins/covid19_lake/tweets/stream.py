@@ -8,6 +8,7 @@ Settings come from the environment (the container's task definition):
   TWEETS_STREAM_RULES   JSON list of {"value": ..., "tag": ...}; the stream's rules are made to match it
   FIREHOSE_STREAM       delivery stream name (or LAKE_DIR to write raw/tweets/ into a local lake directory)
   FLUSH_SECONDS         longest a tweet waits in the buffer (default 30)
+  X_API_BASE_URL        where the X API is (default https://api.twitter.com; a loopback stand-in locally)
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from covid19_lake.tweets.records import (
     USER_FIELDS,
     stream_line_to_record,
 )
+from covid19_lake.tweets.search import DEFAULT_API_BASE_URL, credentials_error, point_at, quiet_tweepy_debug
 
 log = logging.getLogger(__name__)
 
@@ -59,19 +61,31 @@ def sync_rules(client: tweepy.StreamingClient, wanted: Sequence[dict[str, str]])
     return {"deleted": len(stale), "added": len(missing)}
 
 
+class StreamCredentialsError(RuntimeError):
+    """The API refused the token: reconnecting cannot help."""
+
+
 class LakeStreamingClient(tweepy.StreamingClient):
     """Buffers stream lines and flushes them to the sink by count, size or age."""
 
     def __init__(self, bearer_token: str, sink: Sink, *, flush_seconds: float = 30.0,
-                 clock: Callable[[], float] = time.monotonic, **kwargs: Any) -> None:
+                 clock: Callable[[], float] = time.monotonic, base_url: str = DEFAULT_API_BASE_URL,
+                 token_source: str = "X_BEARER_TOKEN", **kwargs: Any) -> None:
         super().__init__(bearer_token, return_type=dict, **kwargs)
+        point_at(self, base_url)
         self.sink = sink
         self.flush_seconds = flush_seconds
         self.clock = clock
+        self.token_source = token_source
         self.buffer: list[bytes] = []
         self.buffer_bytes = 0
         self.last_flush = clock()
         self.delivered = 0
+        # What the stream sent besides tweets, for the logs and the operator.
+        self.keep_alives = 0
+        self.undecodable_lines = 0
+        self.frames_without_tweet = 0
+        self.fatal_error: str | None = None
 
     def flush(self) -> None:
         if self.buffer:
@@ -91,8 +105,10 @@ class LakeStreamingClient(tweepy.StreamingClient):
         except (ValueError, UnicodeDecodeError):
             # Kept as it came: the Spark job moves undecodable lines to quarantine with a reason.
             log.warning("Undecodable stream line (%d bytes) forwarded for quarantine", len(raw_data))
+            self.undecodable_lines += 1
             record = raw_data.rstrip(b"\r\n") + b"\n"
         if record is None:
+            self.frames_without_tweet += 1
             log.error("Stream message without a tweet: %s", raw_data[:500])
         else:
             self.buffer.append(record)
@@ -100,13 +116,29 @@ class LakeStreamingClient(tweepy.StreamingClient):
         self._maybe_flush()
 
     def on_keep_alive(self) -> None:
+        self.keep_alives += 1
         self._maybe_flush()
 
     def on_request_error(self, status_code: int) -> None:
+        if status_code in (401, 403):
+            # tweepy would retry forever with backoff; a refused token never gets better by waiting.
+            verb = "rejected" if status_code == 401 else "has no access with"
+            self.fatal_error = (f"X API filtered stream answered HTTP {status_code}: it {verb} the bearer token "
+                                f"from {self.token_source}")
+            log.error("%s; not reconnecting", self.fatal_error)
+            self.disconnect()
+            return
         log.error("Filtered stream answered HTTP %s; tweepy reconnects with backoff", status_code)
 
     def on_exception(self, exception: Exception) -> None:
         log.exception("Filtered stream stopped: %s", exception)
+
+
+def token_source(environ: dict[str, str]) -> str:
+    """Where the token comes from, for error messages (never the token itself)."""
+    if environ.get("X_BEARER_TOKEN"):
+        return "X_BEARER_TOKEN"
+    return f"secret {environ.get('X_BEARER_TOKEN_SECRET_ID')} (the Airflow connection's password)"
 
 
 def bearer_token_from_env(environ: dict[str, str], secrets_client: Any = None) -> str:
@@ -149,6 +181,11 @@ def run_forever(client: LakeStreamingClient, *, stop: Callable[[], bool],
             client.flush()
         except Exception:
             log.exception("Flush failed; %d records stay buffered for the next attempt", len(client.buffer))
+        if client.fatal_error:
+            raise StreamCredentialsError(client.fatal_error)
+        log.info("Stream connection ended: %d delivered, %d keep-alives, %d undecodable lines, "
+                 "%d frames without a tweet", client.delivered, client.keep_alives, client.undecodable_lines,
+                 client.frames_without_tweet)
         if stop():
             break
         if time.monotonic() - started > 600:
@@ -161,7 +198,7 @@ def run_forever(client: LakeStreamingClient, *, stop: Callable[[], bool],
 
 def main() -> None:  # pragma: no cover - exercised in the container
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    logging.getLogger("tweepy").setLevel(logging.INFO)  # DEBUG would log the bearer token
+    quiet_tweepy_debug()  # DEBUG would log the bearer token
     env = dict(os.environ)
     if env.get("LAKE_DIR"):
         from pathlib import Path
@@ -176,8 +213,13 @@ def main() -> None:  # pragma: no cover - exercised in the container
 
         sink = FirehoseBatchWriter(boto3.client("firehose"), env["FIREHOSE_STREAM"])
     client = LakeStreamingClient(bearer_token_from_env(env), sink,
-                                 flush_seconds=float(env.get("FLUSH_SECONDS", "30")))
-    log.info("Rules: %s", sync_rules(client, parse_rules(env["TWEETS_STREAM_RULES"])))
+                                 flush_seconds=float(env.get("FLUSH_SECONDS", "30")),
+                                 base_url=env.get("X_API_BASE_URL") or DEFAULT_API_BASE_URL,
+                                 token_source=token_source(env))
+    try:
+        log.info("Rules: %s", sync_rules(client, parse_rules(env["TWEETS_STREAM_RULES"])))
+    except (tweepy.Unauthorized, tweepy.Forbidden) as exc:
+        raise SystemExit(credentials_error(exc, token_source(env))) from None
     stopping = {"now": False}
 
     def request_stop(*_: Any) -> None:
