@@ -14,7 +14,16 @@ import pytest
 from moto import mock_aws
 
 from lambdas.notifier import app
-from tests.fixtures.notifier.events import FakeContext, event, item, record
+from tests.fixtures.notifier.events import (
+    FORTY_DATES,
+    RUN_ITEM_NAME,
+    FakeContext,
+    date_record,
+    event,
+    item,
+    record,
+    run_item,
+)
 from tests.fixtures.notifier.webhook_server import SECRET_MARKER, WebhookStub
 
 SECRET_NAME = "covid19-lake/notifier/webhooks"
@@ -289,3 +298,83 @@ def test_idempotency_table_is_required_unless_explicitly_disabled(notifier, monk
     app.handler(batch, FakeContext())
     app.handler(batch, FakeContext())
     assert counts(stub) == {"chime": 2, "slack": 2, "teams": 2}  # without the store, nothing stops a repost
+
+
+def run_transitions(dates: list[str], final: dict) -> list[dict]:
+    """A multi-date run as the stream carries it: each date's three transitions and the run item's three."""
+    records = [record("INSERT", new=run_item("SUBMITTED", dates))]
+    records += [record("INSERT", new=date_record("SUBMITTED", day)) for day in dates]
+    records += [record("MODIFY", new=run_item("RUNNING", dates), old=run_item("SUBMITTED", dates))]
+    records += [record("MODIFY", new=date_record("RUNNING", day), old=date_record("SUBMITTED", day))
+                for day in dates]
+    records += [record("MODIFY", new=date_record("FAILED" if day in final["failures"] else "COMPLETED", day,
+                                                 error=final["failures"].get(day)),
+                       old=date_record("RUNNING", day)) for day in dates]
+    records += [record("MODIFY", new=final, old=run_item("RUNNING", dates))]
+    return records
+
+
+def batches(records: list[dict], size: int = 10) -> list[dict]:
+    return [event(*records[i:i + size]) for i in range(0, len(records), size)]
+
+
+def test_a_partly_failed_40_date_run_posts_one_message_per_transition_naming_each_failure(notifier):
+    stub, capture, _ = notifier
+    failures = {"2020-03-04": "quarantine: every row failed the country check",
+                "2020-03-22": "java.io.FileNotFoundException: No such file 03-22-2020.csv",
+                "2020-04-07": "ValueError: Last_Update '4/7/20 25:61' is not a timestamp"}
+    final = run_item("FAILED", FORTY_DATES, dates_completed=37, dates_failed=3, failures=failures)
+    records = run_transitions(FORTY_DATES, final)
+    assert len(records) == 123
+    for batch in batches(records):  # BatchSize 10, as the event source mapping delivers them
+        assert app.handler(batch, FakeContext()) == {"batchItemFailures": []}
+    assert counts(stub) == {"chime": 3, "slack": 3, "teams": 3}
+    assert [b["text"].split(": ")[1] for b in stub.bodies("slack")] == [
+        "SUBMITTED (try 1)", "RUNNING (try 1, was SUBMITTED)", "PARTLY FAILED (try 1, was RUNNING)"]
+    last = {name: json.dumps(stub.bodies(name)[-1], ensure_ascii=False) for name in ("chime", "slack", "teams")}
+    for name, body in last.items():
+        assert "2020-03-01..2020-04-09 (40 dates)" in body and "37 of 40 dates completed, 3 failed" in body
+        for day, reason in failures.items():
+            assert day in body and reason in body, (name, day)
+    skipped = [e for e in capture.entries() if e["message"] == "Date of a multi-date run; its run item reports it"]
+    assert len(skipped) == 120 and {e["run_item"] for e in skipped} == {RUN_ITEM_NAME}
+
+
+def test_a_batch_mixing_run_items_and_their_dates_posts_only_the_run_messages(notifier):
+    stub, _, _ = notifier
+    days = FORTY_DATES[:5]
+    batch = event(
+        record("INSERT", new=date_record("SUBMITTED", days[0])),
+        record("INSERT", new=run_item("SUBMITTED", days)),
+        *[record("INSERT", new=date_record("SUBMITTED", day)) for day in days[1:]],
+        record("MODIFY", new=date_record("FAILED", days[2], error="boom"), old=date_record("RUNNING", days[2])),
+        record("INSERT", new=item("SUBMITTED", job_name="tweets_process")),  # a single-date run: posted as today
+    )
+    assert app.handler(batch, FakeContext()) == {"batchItemFailures": []}
+    assert counts(stub) == {"chime": 2, "slack": 2, "teams": 2}
+    assert [b["text"] for b in stub.bodies("slack")] == [
+        "📤 jhu_daily_reports for 2020-03-01..2020-03-05 (5 dates): SUBMITTED (try 1)",
+        "📤 tweets_process for 2020-03-22: SUBMITTED (try 1)"]
+
+
+def test_a_redelivered_run_batch_posts_nothing_twice(notifier):
+    stub, capture, _ = notifier
+    stub.script("teams", "500", "500", "500")  # the first invocation gives up on Teams
+    days = FORTY_DATES[:3]
+    final = run_item("COMPLETED", days)
+    batch = event(*run_transitions(days, {**final, "failures": {}})[:4],
+                  record("MODIFY", new=final, old=run_item("RUNNING", days), sequence="7001"))
+    first = app.handler(batch, FakeContext())
+    # SUBMITTED reached Chime and Slack; the COMPLETED run message waits behind it (channels keep the order).
+    assert failed_ids(first) == [batch["Records"][0]["dynamodb"]["SequenceNumber"], "7001"]
+    assert counts(stub) == {"chime": 1, "slack": 1, "teams": 3}
+    second = app.handler(batch, FakeContext())  # the stream retries the batch from the first failure
+    assert failed_ids(second) == []
+    assert counts(stub) == {"chime": 2, "slack": 2, "teams": 5}
+    third = app.handler(batch, FakeContext())  # a redelivery after success posts nothing at all
+    assert failed_ids(third) == []
+    assert counts(stub) == {"chime": 2, "slack": 2, "teams": 5}
+    assert [b["text"].split(": ")[1] for b in stub.bodies("slack")] == ["SUBMITTED (try 1)",
+                                                                        "COMPLETED (try 1, was RUNNING)"]
+    replayed = [e for e in capture.entries() if e["message"] == "Already posted; not sent again"]
+    assert sorted(e["destination"] for e in replayed) == ["chime"] * 3 + ["slack"] * 3 + ["teams"] * 2

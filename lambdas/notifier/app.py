@@ -26,7 +26,7 @@ from aws_lambda_powertools.utilities.parameters import clear_caches as clear_par
 
 from .config import ConfigurationError, Settings, load_settings
 from .delivery import DeliveryFailed, post_json
-from .message import build_notification, scrub
+from .message import build_notification, reported_by_run_item, scrub
 from .render import RENDERERS
 from .transitions import Transition, detect_transition
 from .webhooks import fetch_secret_string, parse_webhooks, select_destinations
@@ -144,6 +144,12 @@ def handle_record(record: DynamoDBRecord, runtime: Runtime, context: Any = None,
         logger.debug("No status transition; not notified",
                      extra={"event_id": record.event_id, "event_name": str(record.event_name)})
         return "no-transition"
+    if reported_by_run_item(transition.image):
+        # A date of a multi-date run: the run item's own transitions report it, with every failed date.
+        logger.debug("Date of a multi-date run; its run item reports it", extra={
+            "event_id": record.event_id, "job_date": transition.image.get("job_date"),
+            "run_item": transition.image.get("run_item")})
+        return "reported-by-run-item"
     job_key = (transition.image.get("job_date"), transition.image.get("job_name"))
     if held_jobs is not None and job_key in held_jobs:
         raise NotificationNotDelivered(

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 from .transitions import Transition
@@ -22,6 +22,12 @@ STATUS_EMOJI: dict[str, str] = {
 UNKNOWN_EMOJI = "❔"
 UNKNOWN_STATUS = "UNKNOWN"
 MISSING = "unknown"
+T = TypeVar("T")
+PARTLY_FAILED = "PARTLY FAILED"  # a run item FAILED with some of its dates completed
+PARTLY_FAILED_EMOJI = "⚠️"
+RUN_RECORD_TYPE = "run"
+MAX_DATE_RANGES = 12  # ranges shown in a run's "Dates"; the rest is counted
+MAX_GROUP_RANGES = 10  # ranges shown for the dates that failed with one reason
 
 
 @dataclass(frozen=True)
@@ -31,8 +37,25 @@ class Link:
 
 
 @dataclass(frozen=True)
+class FailedDates:
+    """Dates of a run that failed for one reason: ``2020-03-04..2020-03-06, 2020-03-09`` and the reason."""
+
+    dates: str
+    count: int
+    reason: str
+
+    @property
+    def label(self) -> str:
+        return self.dates if self.count == 1 else f"{self.dates} ({self.count} dates)"
+
+
+@dataclass(frozen=True)
 class Notification:
-    """One job's transition, every value a display string (None when the record did not say)."""
+    """One job's transition, every value a display string (None when the record did not say).
+
+    A run item (a DAG run over several dates) also fills ``dates``, ``result``, ``failures`` and
+    ``failed_count``; ``job_date`` then reads ``2020-03-01..2020-03-31 (31 dates)``.
+    """
 
     job_name: str
     job_date: str
@@ -50,10 +73,24 @@ class Notification:
     rows_quarantined: str | None
     error: str | None
     links: tuple[Link, ...]
+    display_status: str | None = None  # what the reader sees when it differs from status (PARTLY FAILED)
+    dates: str | None = None  # a run's dates as compact ranges
+    result: str | None = None  # a finished run: "38 of 40 dates completed, 2 failed"
+    failures: tuple[FailedDates, ...] = ()  # a run's failed dates grouped by reason, earliest first
+    failed_count: int = 0  # every failed date of the run, with or without a reason in ``failures``
+    more_url: str | None = None  # where the failures a message has no room for can be read
+
+    @property
+    def shown_status(self) -> str:
+        return self.display_status or self.status
+
+    @property
+    def is_run(self) -> bool:
+        return self.dates is not None
 
     @property
     def title(self) -> str:
-        return f"{self.emoji} {self.status}: {self.job_name} for {self.job_date}"
+        return f"{self.emoji} {self.shown_status}: {self.job_name} for {self.job_date}"
 
     @property
     def status_text(self) -> str:
@@ -63,14 +100,15 @@ class Notification:
             notes.append(f"try {self.try_number}")
         if self.previous_status:
             notes.append(f"was {self.previous_status}")
-        return f"{self.status} ({', '.join(notes)})" if notes else self.status
+        return f"{self.shown_status} ({', '.join(notes)})" if notes else self.shown_status
 
     def facts(self) -> list[tuple[str, str]]:
         """(label, value) rows in display order; missing values are left out, not shown as blanks."""
         rows = [
             ("Job", self.job_name),
-            ("Data date", self.job_date),
+            ("Dates", self.dates) if self.is_run else ("Data date", self.job_date),
             ("Status", f"{self.emoji} {self.status_text}"),
+            ("Result", self.result),
             ("Duration", self.duration),
             ("Rows written", self.rows_written),
             ("Rows quarantined", self.rows_quarantined),
@@ -212,6 +250,186 @@ def scrub(text: str | None, secrets: Iterable[str] = ()) -> str | None:
     return text
 
 
+def is_run_item(image: Mapping[str, Any]) -> bool:
+    """A run-level item (``record_type`` = "run"): one DAG run over several dates."""
+    return str(image.get("record_type") or "").strip().lower() == RUN_RECORD_TYPE
+
+
+def reported_by_run_item(image: Mapping[str, Any]) -> bool:
+    """A date's record that names its run item (``run_item``): the run item's messages report it."""
+    return not is_run_item(image) and bool(_text(image.get("run_item")))
+
+
+def _as_date(value: str) -> date | None:
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        return None
+
+
+def date_ranges(dates: Iterable[Any]) -> list[tuple[str, str]]:
+    """Sorted, de-duplicated dates as (first, last) runs of consecutive days; a non-date is its own run."""
+    values = sorted({text for value in dates if (text := _text(value))})
+    ranges: list[tuple[str, str]] = []
+    previous: date | None = None
+    for value in values:
+        day = _as_date(value)
+        if ranges and day is not None and previous is not None and day == previous + timedelta(days=1):
+            ranges[-1] = (ranges[-1][0], value)
+        else:
+            ranges.append((value, value))
+        previous = day
+    return ranges
+
+
+def format_ranges(dates: Iterable[Any], max_ranges: int | None = None) -> str:
+    """``2020-03-01..2020-03-10, 2020-03-12..2020-03-31``; beyond ``max_ranges``: ``… and 7 more dates``."""
+    ranges = date_ranges(dates)
+    shown = ranges if max_ranges is None else ranges[:max_ranges]
+    text = ", ".join(first if first == last else f"{first}..{last}" for first, last in shown)
+    if len(shown) < len(ranges):
+        rest = sum(_span(first, last) for first, last in ranges[len(shown):])
+        text += f", … and {rest} more date{'s' if rest != 1 else ''}"
+    return text
+
+
+def _span(first: str, last: str) -> int:
+    start, end = _as_date(first), _as_date(last)
+    return (end - start).days + 1 if start and end else 1
+
+
+def _count(value: Any) -> int | None:
+    number = _as_decimal(value)
+    return int(number) if number is not None and number == number.to_integral_value() and number >= 0 else None
+
+
+def _dates_of(image: Mapping[str, Any]) -> list[str]:
+    dates = image.get("dates")
+    if isinstance(dates, list | tuple | set | frozenset):
+        return sorted({text for value in dates if (text := _text(value))})
+    return []
+
+
+def group_failures(failures: Any, secrets: Iterable[str] = ()) -> tuple[FailedDates, ...]:
+    """{date: reason} -> the dates of each distinct reason, as ranges, ordered by each group's first date."""
+    if not isinstance(failures, Mapping):
+        return ()
+    secret_values = list(secrets)
+    by_reason: dict[str, list[str]] = {}
+    for day, reason in failures.items():
+        day_text = _text(day)
+        if not day_text:
+            continue
+        text = scrub(" ".join(str(reason if reason is not None else "").split()), secret_values)
+        by_reason.setdefault(text or "no reason recorded", []).append(day_text)
+    groups = [(min(days), days, reason) for reason, days in by_reason.items()]
+    return tuple(FailedDates(format_ranges(days, MAX_GROUP_RANGES), len(set(days)), reason)
+                 for _, days, reason in sorted(groups))
+
+
+def fit_failures(
+    notification: Notification,
+    line: Callable[[FailedDates], T],
+    more: Callable[[int], T],
+    budget: int,
+    *,
+    measure: Callable[[T], int],
+    separator: int = 1,
+    chunks: int = 1,
+) -> list[list[T]]:
+    """The failure lines that fit, earliest first, in up to ``chunks`` parts of at most ``budget`` each.
+
+    When some failed dates are left out, the last part ends with ``more(n)`` (n = the dates left out, those
+    without a recorded reason included). ``measure`` sizes a line in the destination's own unit and
+    ``separator`` is the size of what joins two lines, so every part's lines measure at most ``budget``.
+    """
+    total = max(notification.failed_count, sum(group.count for group in notification.failures))
+    parts: list[list[T]] = [[]]
+    used = shown = 0
+
+    def fits(cost: int, reserve: int) -> bool:
+        return used + cost + (separator if parts[-1] else 0) + reserve <= budget
+
+    for group in notification.failures:
+        text = line(group)
+        after = total - shown - group.count
+        placed = False
+        while True:
+            last = len(parts) >= chunks
+            # The last part keeps room for the "and N more" line, unless this line leaves nothing out.
+            reserve = measure(more(after)) + separator if last and after > 0 else 0
+            if fits(measure(text), reserve):
+                used += measure(text) + (separator if parts[-1] else 0)
+                parts[-1].append(text)
+                placed = True
+                break
+            if last or not parts[-1]:
+                break
+            parts.append([])
+            used = 0
+        if not placed:
+            break
+        shown += group.count
+    left = total - shown
+    if left > 0:
+        tail = more(left)
+        if not fits(measure(tail), 0) and len(parts) < chunks:
+            parts.append([])
+            used = 0
+        if fits(measure(tail), 0):
+            used += measure(tail) + (separator if parts[-1] else 0)
+            parts[-1].append(tail)
+    return [part for part in parts if part]
+
+
+def more_failed(count: int) -> str:
+    """``… and 12 more failed dates``: what a message says about the failures it has no room for."""
+    return f"… and {count:,} more failed date{'s' if count != 1 else ''}"
+
+
+def reason_limit(notification: Notification, budget: int, *, minimum: int, maximum: int) -> int:
+    """How long each failure's reason may be: an equal share of ``budget``, within [minimum, maximum].
+
+    Few failures keep their reasons whole (up to ``maximum``); many are cut shorter so that more of them
+    are named before "and N more"."""
+    share = budget // max(len(notification.failures), 1) - 60  # the dates and the list markup
+    return max(minimum, min(maximum, share))
+
+
+def failures_heading(notification: Notification) -> str:
+    return f"Failed dates ({notification.failed_count:,})"
+
+
+def _run_fields(image: Mapping[str, Any], status: str, airflow: str | None,
+                secrets: Iterable[str]) -> dict[str, Any]:
+    """The fields only a run item has (see covid19_lake.run_records)."""
+    dates = _dates_of(image)
+    count = _count(image.get("date_count")) or len(dates)
+    first_last = f"{dates[0]}..{dates[-1]}" if len(dates) > 1 else (dates[0] if dates else None)
+    job_date = _text(image.get("job_date")) or first_last or MISSING
+    noun = "date" if count == 1 else "dates"
+    failures = group_failures(image.get("failures"), secrets)
+    failed = _count(image.get("dates_failed"))
+    failed = failed if failed is not None else sum(group.count for group in failures)
+    completed = _count(image.get("dates_completed"))
+    result = None
+    if status in {"COMPLETED", "FAILED"} and completed is not None:
+        result = f"{completed:,} of {count:,} {noun} completed" + (f", {failed:,} failed" if failed else "")
+    partly = status == "FAILED" and bool(completed)
+    job = _text(image.get("job")) or (_text(image.get("job_name")) or MISSING).split("#run:")[0]
+    return {
+        "job_name": job,
+        "job_date": f"{first_last or job_date} ({count:,} {noun})" if count else job_date,
+        "dates": (format_ranges(dates, MAX_DATE_RANGES) if dates else job_date) + f" ({count:,} {noun})",
+        "display_status": PARTLY_FAILED if partly else None,
+        "emoji": PARTLY_FAILED_EMOJI if partly else STATUS_EMOJI.get(status, UNKNOWN_EMOJI),
+        "result": result,
+        "failures": failures if status == "FAILED" else (),
+        "failed_count": failed if status == "FAILED" else 0,
+        "more_url": airflow,
+    }
+
+
 def build_notification(
     transition: Transition,
     *,
@@ -230,11 +448,16 @@ def build_notification(
     if emr:
         links.append(Link("EMR cluster and steps", emr))
     error = _text(image.get("error")) if status == "FAILED" else None
+    secret_values = list(secrets)
+    fields: dict[str, Any] = {
+        "job_name": _text(image.get("job_name")) or MISSING,
+        "job_date": _text(image.get("job_date")) or MISSING,
+        "emoji": STATUS_EMOJI.get(status, UNKNOWN_EMOJI),
+    }
+    if is_run_item(image):
+        fields.update(_run_fields(image, status, airflow, secret_values))
     return Notification(
-        job_name=_text(image.get("job_name")) or MISSING,
-        job_date=_text(image.get("job_date")) or MISSING,
         status=status,
-        emoji=STATUS_EMOJI.get(status, UNKNOWN_EMOJI),
         previous_status=transition.previous_status,
         try_number=_text(image.get("try_number")),
         cluster_id=_text(image.get("cluster_id")),
@@ -245,13 +468,16 @@ def build_notification(
         duration=job_duration(image),
         rows_written=format_count(image.get("rows_written")),
         rows_quarantined=format_count(image.get("rows_quarantined")),
-        error=scrub(error, secrets),
+        error=scrub(error, secret_values),
         links=tuple(links),
+        **fields,
     )
 
 
-def truncate_middle(text: str, limit: int) -> str:
-    """Keep the head (the exception) and the tail (the root cause) of a long error; mark the cut."""
+def truncate_middle(text: str, limit: int, *, inline: bool = False) -> str:
+    """Keep the head (the exception) and the tail (the root cause) of a long error; mark the cut.
+
+    ``inline`` marks the cut without line breaks, for text that must stay on one line (a list item)."""
     if len(text) <= limit:
         return text
     if limit <= 0:
@@ -259,7 +485,7 @@ def truncate_middle(text: str, limit: int) -> str:
     # The marker's length depends on the count it shows: settle the count before cutting.
     cut = len(text) - limit
     while True:
-        marker = f"\n… [{cut} characters cut] …\n"
+        marker = f" … [{cut} characters cut] … " if inline else f"\n… [{cut} characters cut] …\n"
         room = limit - len(marker)
         if len(text) - room == cut or room < 20:
             break
