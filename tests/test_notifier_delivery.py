@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 
 import pytest
 
+from lambdas.notifier import delivery
 from lambdas.notifier.config import RetryPolicy
 from lambdas.notifier.delivery import DeliveryFailed, parse_retry_after, post_json, retry_wait
 from tests.fixtures.notifier.webhook_server import SECRET_MARKER, WebhookStub
@@ -93,6 +94,34 @@ def test_deadline_bounds_the_total_time(stub):
     assert stub.count("slack") >= 1
     with pytest.raises(DeliveryFailed, match=r"after 0 attempt\(s\): no attempt made"):
         post_json(stub.url("slack"), BODY, destination="slack", policy=policy, deadline=time.monotonic() - 1)
+
+
+def test_a_trickling_server_cannot_outlast_the_wall_clock_deadline(stub):
+    # One byte every 50 ms: no read waits long enough for the 2 s socket timeout, so without a wall-clock
+    # deadline this POST would take 13 s and succeed. The deadline cuts it, and the connection with it.
+    stub.script("teams", "trickle")
+    policy = RetryPolicy(timeout_seconds=2.0, max_attempts=1, max_total_seconds=0.5)
+    with pytest.raises(DeliveryFailed, match=r"teams: not delivered after 1 attempt\(s\): timed out \(the delivery"):
+        post_json(stub.url("teams"), BODY, destination="teams", policy=policy)
+    assert stub.cut.wait(10), "the trickling connection was not shut down"
+    assert stub.count("teams") == 1
+
+
+def test_an_attempt_cancelled_before_its_connection_opens_sends_nothing():
+    attempt = delivery._Attempt()
+    attempt.cancel()
+    left, right = socket.socketpair()
+    with right, pytest.raises(ConnectionAbortedError, match="before the connection opened"):
+        attempt.opened(left)
+    assert left.fileno() == -1  # closed, so nothing can be sent on it
+    with pytest.raises(ConnectionAbortedError):
+        attempt.check()
+
+
+@pytest.mark.parametrize("url", ["file:///etc/hostname", "ftp://127.0.0.1/x", "data:,hello"])
+def test_only_http_and_https_are_ever_opened(url):
+    with pytest.raises(DeliveryFailed, match="slack: the webhook URL is malformed"):
+        post_json(url, BODY, destination="slack", policy=FAST)
 
 
 def test_malformed_url_error_names_the_destination_only():

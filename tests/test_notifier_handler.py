@@ -74,6 +74,8 @@ def notifier(aws, stub, monkeypatch):
     aws["secrets"].create_secret(Name=SECRET_NAME, SecretString=json.dumps(
         {name: stub.url(name) for name in ("chime", "slack", "teams")}))
     for name, value in {
+        # The stub is loopback http, which only the local target accepts (as the local stack's sink).
+        "DEPLOYMENT_TARGET": "local",
         "WEBHOOKS_SECRET_NAME": SECRET_NAME, "IDEMPOTENCY_TABLE_NAME": TABLE, "AIRFLOW_BASE_URL": AIRFLOW,
         "HTTP_TIMEOUT_SECONDS": "1", "HTTP_MAX_ATTEMPTS": "3", "HTTP_BACKOFF_BASE_SECONDS": "0.01",
         "HTTP_BACKOFF_MAX_SECONDS": "0.02", "HTTP_RETRY_AFTER_MAX_SECONDS": "0.05",
@@ -378,3 +380,15 @@ def test_a_redelivered_run_batch_posts_nothing_twice(notifier):
                                                                         "COMPLETED (try 1, was RUNNING)"]
     replayed = [e for e in capture.entries() if e["message"] == "Already posted; not sent again"]
     assert sorted(e["destination"] for e in replayed) == ["chime"] * 3 + ["slack"] * 3 + ["teams"] * 2
+
+
+def test_a_plain_http_webhook_fails_the_record_with_a_clear_error_outside_the_local_target(notifier, monkeypatch):
+    stub, capture, _ = notifier
+    monkeypatch.setenv("DEPLOYMENT_TARGET", "aws")
+    batch = event(record("INSERT", new=item("SUBMITTED"), sequence="8001"))
+    assert failed_ids(app.handler(batch, FakeContext())) == ["8001"]
+    assert counts(stub) == {"chime": 0, "slack": 0, "teams": 0}
+    errors = [e["error"] for e in capture.entries() if e["message"].startswith("Record not processed")]
+    assert errors == [f"secret {SECRET_NAME!r}: the chime webhook (key 'chime') is a plain http URL; http is "
+                      "accepted only for a loopback webhook on the local stack (DEPLOYMENT_TARGET=local)"]
+    assert SECRET_MARKER not in "\n".join(capture.lines)

@@ -119,10 +119,29 @@ def test_webhooks_secret_missing_or_empty_keys_disable_a_destination():
 @pytest.mark.parametrize(("secret", "message"), [
     ("not json: ftp://user:hunter2@x", r"secret 'hooks': SecretString is not JSON \(line 1, column 1\)"),
     ('["https://hunter2"]', "SecretString is a JSON list"),
-    ('{"slack": "ftp://hunter2/x"}', "key 'slack' is not an http"),
+    ('{"slack": "ftp://hunter2/x"}', r"the slack webhook \(key 'slack'\) is not an https:// URL"),
+    ('{"teams": "http://hunter2.example/x"}', "the teams webhook .* is a plain http URL; webhooks must use https://"),
+    ('{"chime": "http://127.0.0.1:9/hunter2"}', "the chime webhook .* only for a loopback .*DEPLOYMENT_TARGET=local"),
+    ('{"slack": "https:///hunter2"}', "the slack webhook .* is not an https:// URL"),
+    ('{"slack": "http://[::1/hunter2"}', "the slack webhook .* is not a URL"),
     ('{"teams": 42}', "key 'teams' is a int"),
 ])
 def test_webhooks_secret_errors_never_quote_the_value(secret, message):
     with pytest.raises(ConfigurationError, match=message) as caught:
         parse_webhooks(secret, secret_name="hooks")
     assert "hunter2" not in str(caught.value)
+
+
+def test_loopback_http_is_accepted_only_for_the_local_target():
+    local = '{"slack": "http://127.0.0.1:8765/slack", "teams": "http://localhost/t", "chime": "http://[::1]:9/c"}'
+    webhooks, _ = parse_webhooks(local, secret_name="s", allow_loopback_http=True)
+    assert set(webhooks) == {"chime", "slack", "teams"}
+    with pytest.raises(ConfigurationError, match="the chime webhook"):
+        parse_webhooks(local, secret_name="s")
+    with pytest.raises(ConfigurationError, match=r"the slack webhook .* must use https://") as caught:
+        parse_webhooks('{"slack": "http://hooks.example/hunter2"}', secret_name="s", allow_loopback_http=True)
+    assert "hunter2" not in str(caught.value)
+    assert load_settings({}).allow_loopback_http is False
+    assert load_settings({"DEPLOYMENT_TARGET": " Local "}).allow_loopback_http is True
+    with pytest.raises(ConfigurationError, match="DEPLOYMENT_TARGET='prod'"):
+        load_settings({"DEPLOYMENT_TARGET": "prod"})

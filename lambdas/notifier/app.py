@@ -168,7 +168,8 @@ def _notify(transition: Transition, runtime: Runtime, context: Any) -> str:
            "status": transition.status, "previous_status": transition.previous_status,
            "event_id": transition.event_id}
     settings = runtime.settings
-    webhooks, ignored = parse_webhooks(fetch_secret_string(settings), secret_name=settings.webhooks_secret_name or "")
+    webhooks, ignored = parse_webhooks(fetch_secret_string(settings), secret_name=settings.webhooks_secret_name or "",
+                                       allow_loopback_http=settings.allow_loopback_http)
     _KNOWN_SECRETS.update(webhooks.values())
     if ignored:
         logger.warning("Webhooks secret has keys that name no destination", extra={"ignored_keys": ignored})

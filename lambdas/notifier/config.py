@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 DESTINATION_NAMES: tuple[str, ...] = ("chime", "slack", "teams")
+DEPLOYMENT_TARGETS: tuple[str, ...] = ("aws", "local")
 
 
 class ConfigurationError(ValueError):
@@ -35,6 +36,11 @@ class Settings:
     idempotency_ttl_seconds: int
     secret_max_age_seconds: int
     retry: RetryPolicy
+    deployment_target: str = "aws"  # "local": the embedded local stack, whose webhook sink is loopback http
+
+    @property
+    def allow_loopback_http(self) -> bool:
+        return self.deployment_target == "local"
 
 
 def _number(environ: Mapping[str, str], name: str, default: float, *, minimum: float) -> float:
@@ -76,6 +82,14 @@ def parse_destinations(raw: str | None) -> tuple[str, ...] | None:
     return names
 
 
+def parse_deployment_target(raw: str | None) -> str:
+    """DEPLOYMENT_TARGET: ``aws`` (the default) or ``local``, as the template's DeploymentTarget says."""
+    value = (raw or "").strip().lower() or "aws"
+    if value not in DEPLOYMENT_TARGETS:
+        raise ConfigurationError(f"DEPLOYMENT_TARGET={raw!r}: expected one of {list(DEPLOYMENT_TARGETS)}")
+    return value
+
+
 def load_settings(environ: Mapping[str, str]) -> Settings:
     """Read every setting once; bad values raise ConfigurationError naming the variable."""
     base_url = environ.get("AIRFLOW_BASE_URL", "").strip().rstrip("/") or None
@@ -109,4 +123,5 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         idempotency_ttl_seconds=int(_number(environ, "IDEMPOTENCY_TTL_SECONDS", 86400, minimum=60)),
         secret_max_age_seconds=int(_number(environ, "WEBHOOKS_SECRET_MAX_AGE_SECONDS", 300, minimum=0)),
         retry=retry,
+        deployment_target=parse_deployment_target(environ.get("DEPLOYMENT_TARGET")),
     )

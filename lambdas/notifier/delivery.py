@@ -3,15 +3,24 @@
 Retried: 408, 429 (honouring Retry-After, capped), 5xx, timeouts and connection errors, with exponential
 backoff and full jitter, within both an attempt count and a time budget. Any other status (4xx, 3xx) is
 final: the webhook has refused this body and sending it again cannot help.
+
+The time budget is a wall-clock deadline for the whole delivery, retries included. A socket timeout bounds
+each read, not a request: a server that trickles one byte a second, or a name lookup that hangs, would
+outlast it. So each attempt runs on a helper thread that the caller stops waiting for at the deadline;
+its socket is then shut down, and a connection that opens after the deadline is closed before it sends.
 """
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import random
+import socket
+import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -59,7 +68,109 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
         return None
 
 
-_OPENER = urllib.request.build_opener(_NoRedirect)
+class _Cancelled(ConnectionAbortedError):
+    """The caller gave up on this attempt at its deadline."""
+
+
+class _Attempt:
+    """One POST on a helper thread, which the caller may abandon at its deadline."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._sockets: list[socket.socket] = []
+        self.cancelled = False
+        self.done = threading.Event()
+        self.response: _Response | None = None
+        self.error: BaseException | None = None
+
+    def opened(self, sock: socket.socket) -> None:
+        with self._lock:
+            if not self.cancelled:
+                self._sockets.append(sock)
+                return
+        sock.close()  # opened after the deadline (a slow lookup or handshake): send nothing
+        raise _Cancelled("the delivery deadline passed before the connection opened")
+
+    def check(self) -> None:
+        if self.cancelled:
+            raise _Cancelled("the delivery deadline passed")
+
+    def cancel(self) -> None:
+        with self._lock:
+            self.cancelled = True
+            sockets = list(self._sockets)
+        for sock in sockets:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)  # wakes a blocked read at once
+
+
+_THREAD = threading.local()
+
+
+def _current_attempt() -> _Attempt | None:
+    return getattr(_THREAD, "attempt", None)
+
+
+def _watch(sock: socket.socket) -> None:
+    attempt = _current_attempt()
+    if attempt is not None:
+        attempt.opened(sock)
+
+
+def _may_send() -> None:
+    attempt = _current_attempt()
+    if attempt is not None:
+        attempt.check()
+
+
+class _HTTPConnection(http.client.HTTPConnection):
+    """Registers its socket with the current attempt and sends nothing once the attempt is cancelled."""
+
+    def connect(self) -> None:
+        super().connect()
+        _watch(self.sock)
+
+    def send(self, data: Any) -> None:
+        _may_send()
+        super().send(data)
+
+
+class _HTTPSConnection(http.client.HTTPSConnection):
+    """The same for https; the socket is registered once the TLS handshake is done."""
+
+    def connect(self) -> None:
+        super().connect()
+        _watch(self.sock)
+
+    def send(self, data: Any) -> None:
+        _may_send()
+        super().send(data)
+
+
+class _HTTPHandler(urllib.request.HTTPHandler):
+    def http_open(self, req):
+        return self.do_open(_HTTPConnection, req)
+
+
+class _HTTPSHandler(urllib.request.HTTPSHandler):
+    def https_open(self, req):
+        # No context given: http.client's default one, which verifies the certificate and the host name.
+        return self.do_open(_HTTPSConnection, req)
+
+
+def _opener() -> urllib.request.OpenerDirector:
+    """http(s) only (no file:, ftp: or data: handlers), environment proxies honoured, redirects not followed."""
+    opener = urllib.request.OpenerDirector()
+    for handler in (urllib.request.ProxyHandler(), urllib.request.UnknownHandler(), _HTTPHandler(),
+                    _HTTPSHandler(), urllib.request.HTTPDefaultErrorHandler(), _NoRedirect(),
+                    urllib.request.HTTPErrorProcessor()):
+        opener.add_handler(handler)
+    return opener
+
+
+_OPENER = _opener()
+# After the deadline, how long an attempt may still finish on its own (an answer already on its way).
+_CANCEL_GRACE_SECONDS = 0.1
 
 
 def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
@@ -98,6 +209,8 @@ class _MalformedUrl(Exception):
 
 
 def _send_once(url: str, data: bytes, timeout: float) -> _Response:
+    if urllib.parse.urlsplit(url).scheme not in {"http", "https"}:
+        raise _MalformedUrl
     try:
         request = urllib.request.Request(url, data=data, method="POST", headers={
             "Content-Type": "application/json; charset=utf-8", "User-Agent": USER_AGENT})
@@ -124,6 +237,34 @@ def _send_once(url: str, data: bytes, timeout: float) -> _Response:
         raise _MalformedUrl from None
     except (OSError, http.client.HTTPException) as exc:
         return _Response(None, failure=f"connection failed ({type(exc).__name__})")
+
+
+def _send_within(url: str, data: bytes, timeout: float, wall_seconds: float) -> _Response:
+    """``_send_once`` that returns after ``wall_seconds`` at the latest, whatever the server does."""
+    attempt = _Attempt()
+
+    def work() -> None:
+        _THREAD.attempt = attempt
+        try:
+            attempt.response = _send_once(url, data, timeout)
+        except BaseException as exc:  # handed to the caller's thread
+            attempt.error = exc
+        finally:
+            _THREAD.attempt = None
+            attempt.done.set()
+
+    threading.Thread(target=work, name="notifier-post", daemon=True).start()
+    if not attempt.done.wait(max(wall_seconds, 0.0)):
+        attempt.cancel()
+        attempt.done.wait(_CANCEL_GRACE_SECONDS)
+        response = attempt.response
+        if response is not None and response.status is not None and 200 <= response.status < 300:
+            return response  # it made it after all: not sent again
+        return _Response(None, failure="timed out (the delivery's deadline passed)")
+    if attempt.error is not None:
+        raise attempt.error
+    assert attempt.response is not None
+    return attempt.response
 
 
 def post_json(
@@ -157,7 +298,7 @@ def post_json(
             break
         attempt += 1
         try:
-            response = _send_once(url, data, min(policy.timeout_seconds, remaining))
+            response = _send_within(url, data, min(policy.timeout_seconds, remaining), remaining)
         except _MalformedUrl:
             raise DeliveryFailed(f"{destination}: the webhook URL is malformed; fix it in the secret") from None
         if response.status is not None and 200 <= response.status < 300:

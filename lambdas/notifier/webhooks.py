@@ -11,11 +11,35 @@ from aws_lambda_powertools.utilities.parameters import GetParameterError, get_se
 
 from .config import DESTINATION_NAMES, ConfigurationError, Settings
 
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
 
-def parse_webhooks(secret_string: Any, *, secret_name: str) -> tuple[dict[str, str], list[str]]:
+
+def webhook_url_problem(url: str, *, allow_loopback_http: bool = False) -> str | None:
+    """Why ``url`` may not receive a message, or None. Only https, with a host; plain http only to a
+    loopback host and only when ``allow_loopback_http`` (the local stack's webhook sink). Never quotes it."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+    except ValueError:
+        return "is not a URL"
+    if parts.scheme == "https" and host:
+        return None
+    if parts.scheme == "http" and host:
+        if allow_loopback_http and host in LOOPBACK_HOSTS:
+            return None
+        if host in LOOPBACK_HOSTS:
+            return ("is a plain http URL; http is accepted only for a loopback webhook on the local stack "
+                    "(DEPLOYMENT_TARGET=local)")
+        return "is a plain http URL; webhooks must use https://"
+    return "is not an https:// URL"
+
+
+def parse_webhooks(secret_string: Any, *, secret_name: str,
+                   allow_loopback_http: bool = False) -> tuple[dict[str, str], list[str]]:
     """SecretString -> ({destination: url}, ignored key names). Missing or empty keys disable a destination.
 
-    Errors name the secret and the key, never a value: the values are the credentials.
+    Every URL must be https:// (``allow_loopback_http``: also http to 127.0.0.1, ::1 or localhost, for the
+    local stack's sink). Errors name the secret and the key, never a value: the values are the credentials.
     """
     if isinstance(secret_string, bytes):
         secret_string = secret_string.decode("utf-8", "replace")
@@ -40,9 +64,9 @@ def parse_webhooks(secret_string: Any, *, secret_name: str) -> tuple[dict[str, s
             raise ConfigurationError(
                 f"secret {secret_name!r}: key {name!r} is a {type(value).__name__}, expected a URL string"
             )
-        parts = urlsplit(value.strip())
-        if parts.scheme not in {"https", "http"} or not parts.netloc:
-            raise ConfigurationError(f"secret {secret_name!r}: key {name!r} is not an http(s) URL")
+        problem = webhook_url_problem(value.strip(), allow_loopback_http=allow_loopback_http)
+        if problem:
+            raise ConfigurationError(f"secret {secret_name!r}: the {name} webhook (key {name!r}) {problem}")
         webhooks[name] = value.strip()
     ignored = sorted(str(key) for key in data if key not in DESTINATION_NAMES)
     return webhooks, ignored
