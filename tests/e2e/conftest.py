@@ -1,0 +1,39 @@
+"""The end-to-end tier: the real Airflow 3.3.1 (api-server, scheduler, dag-processor, triggerer,
+LocalExecutor) on the session's local stack, started once with the machinery of `make airflow`
+(local/airflow_server.py) and driven only through the REST API v2, as users and MWAA's API drive it."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+
+import pytest
+
+from local.airflow_api import AirflowApi
+from local.airflow_server import AirflowServer, server_env
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def airflow_server(local_stack, jhu_mirror, tmp_path_factory) -> Iterator[AirflowServer]:
+    home = tmp_path_factory.mktemp("airflow-e2e")
+    env = server_env(local_stack, home, free_port(), jhu_source_url=jhu_mirror.as_uri())
+    # The daily DAG ends inside the mirror, so the one run that unpausing schedules has a file to process.
+    env["COVID19_LAKE_JHU_END_DATE"] = "2020-12-31"
+    server = AirflowServer(home, env).start(unpause=("jhu_backfill", "jhu_daily_reports"))
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def api(airflow_server) -> Iterator[AirflowApi]:
+    client = airflow_server.api()
+    yield client
+    client.close()
