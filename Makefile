@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 NPM_INSTALLED := dashboard/node_modules/.package-lock.json
 
-.PHONY: demo test lint install venvs check-java check-chromium dashboard package deploy clean
+.PHONY: demo airflow airflow-down test lint install venvs check-java check-chromium dashboard package deploy clean
 
 $(INSTALLED): requirements.txt requirements-dev.txt constraints/constraints-airflow-3.3.1-python-3.12.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -53,6 +53,14 @@ test: install check-java check-chromium dashboard lint venvs
 
 demo: install check-java dashboard
 	$(PY) -m local.demo $(DEMO_ARGS)
+
+# The real Airflow UI on the local stack, without Docker (api-server on 127.0.0.1:$${AIRFLOW_PORT:-8080},
+# scheduler, dag-processor, triggerer); returns once it answers. `make airflow-down` stops all of it.
+airflow: install check-java
+	$(PY) -m local.airflow_server up
+
+airflow-down:
+	@test -x $(PY) && $(PY) -m local.airflow_server down || true
 
 # Real AWS (docs/deploy.md): build plugins.zip, the Lambda zips and the Spark jobs; then deploy.
 package: install

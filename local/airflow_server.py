@@ -250,6 +250,11 @@ def server_for(state_dir: Path, port: int) -> AirflowServer:
     return AirflowServer(home, server_env(stack, home, port))
 
 
+def is_up(state_dir: Path) -> bool:
+    alive = AirflowServer(_home(state_dir), {"AIRFLOW__API__BASE_URL": ""}).alive()
+    return bool(alive) and all(alive.values())
+
+
 def up(state_dir: Path, port: int) -> AirflowServer:
     from local.stack import _parser, start_daemon
 

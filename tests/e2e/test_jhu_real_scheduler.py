@@ -6,12 +6,9 @@ shared with the dag.test() tier).
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-from pathlib import Path
-
 import pytest
 
-from tests.stack_queries import glue_partitions, job_record, processed_rows, steps, wait_for_notifications
+from tests.stack_queries import glue_partitions, job_record, processed_rows, steps
 
 pytestmark = pytest.mark.stack
 OK_TASK_STATES = {"success", "skipped"}
@@ -45,41 +42,3 @@ def test_backfill_triggered_through_the_api_succeeds_with_every_task_done(airflo
     sensors = sensor_tasks(api, "jhu_backfill", run["dag_run_id"])
     assert sensors and all(deferred_through_triggerer(airflow_server, "jhu_backfill", run["dag_run_id"], task)
                            for task, ti in sensors.items() if ti["state"] == "success"), sensors
-
-
-def test_backfill_create_runs_one_daily_run_per_report_date(api, local_stack):
-    stack = local_stack
-    days = ["2020-07-01", "2020-07-02", "2020-07-03"]
-    backfill = api.create_backfill("jhu_daily_reports", datetime(2020, 7, 1, tzinfo=UTC),
-                                   datetime(2020, 7, 3, tzinfo=UTC))
-    runs = api.wait_for(lambda: len(found := api.backfill_runs("jhu_daily_reports", backfill["id"])) == 3
-                        and found, timeout=60, message="the backfill's three runs")
-    assert sorted(r["logical_date"][:10] for r in runs) == days
-    for r in runs:
-        finished = api.wait_for_run("jhu_daily_reports", r["dag_run_id"], timeout=300)
-        assert finished["state"] == "success", api.task_states("jhu_daily_reports", r["dag_run_id"])
-    for day in days:
-        assert job_record(stack, day)["status"] == "COMPLETED"
-    # Catchup is off: unpausing started at most one scheduled run besides the backfill's.
-    others = [r for r in api.runs("jhu_daily_reports") if r.get("backfill_id") != backfill["id"]
-              and r["run_type"] == "scheduled"]
-    assert len(others) <= 1, others
-
-
-def test_a_failing_step_fails_the_run_and_records_failed(api, local_stack):
-    stack = local_stack
-    day = "2020-07-10"
-    raw = Path(stack.lake_dir) / f"raw/jhu/daily_reports/report_date={day}/07-10-2020.csv"
-    raw.parent.mkdir(parents=True, exist_ok=True)
-    raw.write_text("Region,Cases,When\nNowhere,1,2020-07-10\n", encoding="utf-8")  # lands as "present"
-    try:
-        run = api.trigger("jhu_daily_reports", logical_date=datetime(2020, 7, 10, tzinfo=UTC))
-        done = api.wait_for_run("jhu_daily_reports", run["dag_run_id"], timeout=300)
-        assert done["state"] == "failed"
-        record = job_record(stack, day)
-        assert record["status"] == "FAILED" and "07-10-2020.csv" in record["error"]
-        assert day not in glue_partitions(stack)
-        sent = wait_for_notifications(stack, day, 9)
-        assert [s for d, s in sent if d == "/slack"] == ["SUBMITTED", "RUNNING", "FAILED"]
-    finally:
-        raw.unlink()
