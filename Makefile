@@ -44,9 +44,10 @@ lint: install
 	$(PY) -m ruff check .
 
 # Isolated venvs the tests reuse (tests/venvs.py, cached in .local/venvs by requirements hash):
-# `mwaa` holds only MWAA's packages, for tests/test_mwaa_package.py.
+# `mwaa` holds only MWAA's packages, for tests/test_mwaa_package.py; `checkov` the pinned scanner
+# (infra/checkov/requirements.txt) that tests/test_checkov.py runs over infra/*.yaml.
 venvs: install
-	$(PY) -m tests.venvs mwaa
+	$(PY) -m tests.venvs mwaa checkov
 
 test: install check-java check-chromium dashboard lint venvs
 	$(PY) -m pytest

@@ -5,8 +5,8 @@
     python -m infra.deploy destroy [--project covid19-lake] [--yes]
 
 ``deploy`` is idempotent: it (1) creates or updates the bootstrap stack (the versioned artifacts bucket
-MWAA reads), (2) builds plugins.zip and the Lambda zip (infra/package.py), (3) uploads DAGs,
-requirements.txt, startup.sh, plugins.zip, the Lambda zip and spark_jobs/, skipping unchanged files so
+MWAA reads), (2) builds plugins.zip and the Lambda zips (infra/package.py), (3) uploads DAGs,
+requirements.txt, startup.sh, plugins.zip, the Lambda zips and spark_jobs/, skipping unchanged files so
 their S3 versions (which MWAA and Lambda pin) stay put, (4) creates or updates the main stack with those
 object versions. Credentials and region come from the usual AWS chain (AWS_PROFILE, env, SSO, ...).
 See docs/deploy.md.
@@ -181,6 +181,8 @@ def main_stack_parameters(
         "ArtifactsBucket": bucket,
         "NotifierCodeKey": "lambdas/notifier.zip",
         "NotifierCodeObjectVersion": versions.get("lambdas/notifier.zip") or "",
+        "QuickSightEmbedCodeKey": "lambdas/quicksight_embed.zip",
+        "QuickSightEmbedCodeObjectVersion": versions.get("lambdas/quicksight_embed.zip") or "",
         "RequirementsObjectVersion": versions.get("requirements.txt") or "",
         "PluginsObjectVersion": versions.get("plugins.zip") or "",
         "StartupScriptObjectVersion": versions.get("startup.sh") or "",

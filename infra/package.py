@@ -1,8 +1,12 @@
-"""Build what MWAA, Lambda and EMR run, into dist/: ``plugins.zip``, the Lambda zip(s), the Spark jobs.
+"""Build what MWAA, Lambda and EMR run, into dist/: ``plugins.zip``, the Lambda zips, the Spark jobs.
 
     python -m infra.package                          # build dist/
     python -m infra.package --offline                # Lambda deps from this interpreter (no pip download)
     python -m infra.package --bucket B               # build, then upload spark_jobs/ to s3://B/spark_jobs/
+
+plugins.zip holds plugins/ only: production code that imports on MWAA's packages (development code such as
+the local DuckDB engine lives in local/). Each Lambda zip holds its handler package from lambdas/ plus
+aws-lambda-powertools: the code the template deploys is the code the tests import.
 
 Archives are reproducible (sorted names, fixed timestamps): an unchanged tree yields byte-identical
 zips, so the deploy step can skip the upload and MWAA keeps its object versions (no environment update).
@@ -14,11 +18,12 @@ import argparse
 import hashlib
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from lambdas.notifier.package import write_zip
+from lambdas.notifier.package import pip_target_files, site_packages_files, write_zip
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DIST = REPO_ROOT / "dist"
@@ -69,6 +74,32 @@ def build_notifier_zip(output: Path = DIST / "notifier.zip", *, offline: bool = 
     return output
 
 
+QUICKSIGHT_EMBED_SOURCES = ("lambdas/__init__.py", "lambdas/quicksight_embed")
+
+
+def lambda_handler_files(sources: Iterable[str], repo_root: Path = REPO_ROOT) -> dict[str, Path]:
+    """Archive name -> file for a handler package (``lambdas/...``), without caches and builders."""
+    files: dict[str, Path] = {}
+    for entry in sources:
+        source = repo_root / entry
+        paths = [source] if source.is_file() else sorted(source.rglob("*.py"))
+        for path in paths:
+            relative = PurePosixPath(path.relative_to(repo_root).as_posix())
+            if _shipped(relative) and relative.name != "package.py":
+                files[str(relative)] = path
+    return files
+
+
+def build_quicksight_embed_zip(output: Path = DIST / "quicksight_embed.zip", *, offline: bool = False) -> Path:
+    """lambdas/quicksight_embed plus aws-lambda-powertools (the notifier's pin; boto3 comes with Lambda)."""
+    files = lambda_handler_files(QUICKSIGHT_EMBED_SOURCES)
+    if offline:
+        return write_zip({**site_packages_files(), **files}, output)
+    with tempfile.TemporaryDirectory(prefix="quicksight-embed-deps-") as tmp:
+        dependencies = pip_target_files(Path(tmp))
+        return write_zip({**dependencies, **files}, output)
+
+
 def spark_job_artifacts(spark_dir: Path = REPO_ROOT / "spark_jobs") -> list[Artifact]:
     """spark_jobs/*.py (flat modules, shipped with --py-files) and spark_jobs/reference/**."""
     artifacts = [
@@ -91,6 +122,7 @@ def build(*, offline: bool = False, dist: Path = DIST) -> dict[str, Path]:
     return {
         "plugins.zip": build_plugins_zip(output=dist / "plugins.zip"),
         "lambdas/notifier.zip": build_notifier_zip(dist / "notifier.zip", offline=offline),
+        "lambdas/quicksight_embed.zip": build_quicksight_embed_zip(dist / "quicksight_embed.zip", offline=offline),
     }
 
 

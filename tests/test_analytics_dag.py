@@ -18,7 +18,7 @@ from moto import mock_aws
 from moto.athena.models import QueryResults, athena_backends
 from moto.core import DEFAULT_ACCOUNT_ID
 
-from covid19_lake.analytics import extracts, tasks
+from covid19_lake.analytics import extracts, settings, tasks
 from covid19_lake.analytics.views import VIEWS
 from local.analytics import dashboard, duck, fixture_lake
 
@@ -82,10 +82,18 @@ def _context():
                     "json": VariableAccessor(deserialize_json=True)}}
 
 
+def _project_workgroup() -> str:
+    """The workgroup the stack creates (named after the project), which is the DAG's default."""
+    name = settings.DEFAULTS["covid19_athena_workgroup"]
+    boto3.client("athena", region_name=REGION).create_work_group(Name=name)
+    return name
+
+
 def test_view_statements_are_submitted_to_athena(dag, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AIRFLOW_VAR_COVID19_GLUE_DATABASE", "covid19_it")
     monkeypatch.setenv("AIRFLOW_VAR_COVID19_ATHENA_OUTPUT", "s3://athena-results/analytics/")
     with mock_aws():
+        workgroup = _project_workgroup()
         for task in dag.topological_sort():
             if task.task_type == "AthenaOperator":
                 task = task.prepare_for_execution()
@@ -96,6 +104,7 @@ def test_view_statements_are_submitted_to_athena(dag, monkeypatch: pytest.Monkey
                      for i in client.list_query_executions()["QueryExecutionIds"]]
     assert sorted(q["Query"] for q in submitted) == sorted(tasks.athena_statement(v) for v in VIEWS)
     assert {q["QueryExecutionContext"]["Database"] for q in submitted} == {"covid19_it"}
+    assert {q["WorkGroup"] for q in submitted} == {workgroup}
     # Athena reports the result object: <output location><query id>.csv
     assert all(q["ResultConfiguration"]["OutputLocation"] == f"s3://athena-results/analytics/{q['QueryExecutionId']}.csv"
                for q in submitted)
@@ -162,6 +171,7 @@ def test_athena_extracts_match_duckdb_and_land_in_the_site_bucket(lake: Path,
     monkeypatch.setenv("AIRFLOW_VAR_COVID19_SITE_PREFIX", "dashboard")
     monkeypatch.setenv("AIRFLOW_VAR_COVID19_ATHENA_OUTPUT", "s3://athena-results/")
     with mock_aws():
+        _project_workgroup()
         s3 = boto3.client("s3", region_name=REGION)
         s3.create_bucket(Bucket="covid19-site")
         s3.put_object(Bucket="covid19-site", Key="dashboard/data/countries/atlantis.json", Body=b"{}")

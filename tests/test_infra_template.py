@@ -32,7 +32,8 @@ AWS_ONLY_TYPES = {
     "AWS::MWAA::Environment", "AWS::EC2::VPC", "AWS::EC2::Subnet", "AWS::EC2::SecurityGroup",
     "AWS::EC2::NatGateway", "AWS::EMR::SecurityConfiguration", "AWS::IAM::InstanceProfile",
     "AWS::Lambda::Function", "AWS::Lambda::EventSourceMapping", "AWS::CloudFront::Distribution",
-    "AWS::ApiGatewayV2::Api", "AWS::KMS::Key",
+    "AWS::ApiGatewayV2::Api", "AWS::ApiGatewayV2::Stage", "AWS::ApiGatewayV2::Route", "AWS::KMS::Key",
+    "AWS::SNS::Topic", "AWS::SNS::Subscription", "AWS::CloudWatch::Alarm", "AWS::Events::Rule",
 }
 
 
@@ -120,7 +121,7 @@ def test_data_stores_are_encrypted(main: dict[str, Any]) -> None:
 
 def test_aws_only_resources_are_conditioned(main: dict[str, Any]) -> None:
     conditions = main["Conditions"]
-    aws_conditions = {"IsAws", "CreateVpc", "EnableQuickSight"}
+    aws_conditions = {"IsAws", "CreateVpc", "EnableQuickSight", "EmbedJwtAuth", "HasAlarmEmail"}
     assert conditions["IsAws"] == {"Fn::Equals": [{"Ref": "DeploymentTarget"}, "aws"]}
     for lid, resource in main["Resources"].items():
         if resource["Type"] in AWS_ONLY_TYPES:
@@ -186,8 +187,149 @@ def test_mwaa_role_passes_only_the_emr_roles(main: dict[str, Any]) -> None:
     assert len(passes) == 1
     assert passes[0]["Resource"] == [{"Fn::GetAtt": ["EmrServiceRole", "Arn"]},
                                      {"Fn::GetAtt": ["EmrInstanceRole", "Arn"]}]
-    secrets = next(s for _, s in _statements(role) if s.get("Sid") == "ProjectSecrets")
-    assert secrets["Resource"]["Fn::Sub"].endswith(":secret:${ProjectName}/*")
+
+
+def _sids(main: dict[str, Any], logical_id: str) -> dict[str, dict[str, Any]]:
+    role = {"Resources": {logical_id: main["Resources"][logical_id]}}
+    return {s["Sid"]: s for _, s in _statements(role) if "Sid" in s}
+
+
+def _secret_name(main: dict[str, Any], logical_id: str) -> str:
+    return main["Resources"][logical_id]["Properties"]["Name"]["Fn::Sub"].replace("${ProjectName}", "p")
+
+
+def test_mwaa_reads_only_the_airflow_secrets(main: dict[str, Any]) -> None:
+    from fnmatch import fnmatch
+
+    mwaa = _sids(main, "MwaaExecutionRole")
+    patterns = [r["Fn::Sub"].split(":secret:", 1)[1].replace("${ProjectName}", "p")
+                for r in mwaa["AirflowSecrets"]["Resource"]]
+    assert patterns == ["p/airflow/connections/*", "p/airflow/variables/*"]
+    secretsmanager = [s for s in mwaa.values() if any(a.startswith("secretsmanager:") for a in _as_list(s["Action"]))]
+    assert len(secretsmanager) == 1
+    readable = {lid for lid in _resources(main, "AWS::SecretsManager::Secret")
+                if any(fnmatch(_secret_name(main, lid), p) for p in patterns)}
+    assert readable == {"XApiConnectionSecret", "AirflowLakeVariable", "AirflowTweetsVariable"}
+    # The webhook URLs are the notifier's alone.
+    notifier = _sids(main, "NotifierRole")["Webhooks"]
+    assert notifier["Resource"] == {"Ref": "WebhooksSecret"}
+
+
+def test_mwaa_emr_actions_are_scoped_to_the_project_tag(main: dict[str, Any]) -> None:
+    from covid19_lake.config import DEFAULT_JOB_FLOW_OVERRIDES
+
+    mwaa = _sids(main, "MwaaExecutionRole")
+    emr = {sid: s for sid, s in mwaa.items()
+           if any(a.startswith("elasticmapreduce:") for a in _as_list(s["Action"]))}
+    assert set(emr) == {"EmrProjectClusters", "EmrCreateTagged", "EmrFind"}
+    clusters = emr["EmrProjectClusters"]
+    assert {"elasticmapreduce:AddJobFlowSteps", "elasticmapreduce:CancelSteps",
+            "elasticmapreduce:TerminateJobFlows"} <= set(clusters["Action"])
+    assert clusters["Condition"] == {"StringEquals": {"aws:ResourceTag/project": {"Ref": "ProjectName"}}}
+    assert emr["EmrCreateTagged"]["Action"] == "elasticmapreduce:RunJobFlow"
+    assert emr["EmrCreateTagged"]["Condition"] == {"StringEquals": {"aws:RequestTag/project": {"Ref": "ProjectName"}}}
+    assert emr["EmrFind"]["Action"] == "elasticmapreduce:ListClusters"  # no resource-level form, no tag key
+    # The clusters the DAGs create carry that tag: the stack's Variable and the config's default overrides.
+    body, _ = main["Resources"]["AirflowLakeVariable"]["Properties"]["SecretString"]["Fn::Sub"]
+    rendered = json.loads(re.sub(r"\$\{([^}]+)\}", lambda m: f"x-{m.group(1).replace('::', '-')}", body))
+    assert {"Key": "project", "Value": "x-ProjectName"} in rendered["emr_job_flow_overrides"]["Tags"]
+    assert {"Key": "project", "Value": main["Parameters"]["ProjectName"]["Default"]} in \
+        DEFAULT_JOB_FLOW_OVERRIDES["Tags"]
+
+
+def test_emr_service_role_may_use_the_disk_key_for_ebs_volumes(main: dict[str, Any]) -> None:
+    key = {"Fn::GetAtt": ["EmrLocalDiskKey", "Arn"]}
+    service = _sids(main, "EmrServiceRole")
+    use = service["UseKeyForEbsVolumes"]
+    assert set(use["Action"]) == {"kms:Encrypt", "kms:Decrypt", "kms:ReEncrypt*", "kms:GenerateDataKey*",
+                                  "kms:DescribeKey"}
+    assert use["Resource"] == key
+    grants = service["GrantsForAttachedVolumes"]
+    assert "kms:CreateGrant" in grants["Action"] and grants["Resource"] == key
+    assert grants["Condition"] == {"Bool": {"kms:GrantIsForAWSResource": "true"}}
+    assert _sids(main, "EmrInstanceRole")["LocalDiskKey"]["Resource"] == key
+    security = main["Resources"]["EmrSecurityConfiguration"]["Properties"]["SecurityConfiguration"]
+    disks = security["EncryptionConfiguration"]["AtRestEncryptionConfiguration"]["LocalDiskEncryptionConfiguration"]
+    assert disks["EnableEbsEncryption"] is True and disks["AwsKmsKey"] == key
+
+
+def test_mwaa_writes_the_site_and_queries_in_the_project_workgroup(main: dict[str, Any]) -> None:
+    from covid19_lake.analytics.settings import DEFAULTS
+
+    mwaa = _sids(main, "MwaaExecutionRole")
+    assert mwaa["SiteExtracts"]["Resource"] == {"Fn::Sub": "${SiteBucket.Arn}/*"}
+    assert {"s3:PutObject", "s3:DeleteObject"} <= set(mwaa["SiteExtracts"]["Action"])
+    assert mwaa["SiteList"]["Resource"] == {"Fn::GetAtt": ["SiteBucket", "Arn"]}
+    assert mwaa["Athena"]["Resource"]["Fn::Sub"].endswith(":workgroup/${AthenaWorkGroup}")
+    assert main["Resources"]["AthenaWorkGroup"]["Properties"]["Name"] == {"Ref": "ProjectName"}
+    # The analytics DAG's default workgroup is the one the stack creates (and the role allows).
+    assert DEFAULTS["covid19_athena_workgroup"] == main["Parameters"]["ProjectName"]["Default"]
+
+
+def test_every_lambda_is_packaged_from_lambdas(main: dict[str, Any]) -> None:
+    functions = _resources(main, "AWS::Lambda::Function")
+    assert set(functions) == {"NotifierFunction", "QuickSightEmbedFunction"}
+    for lid, function in functions.items():
+        code = function["Properties"]["Code"]
+        assert "ZipFile" not in code, f"{lid}: inline code is never the tested code"
+        assert code["S3Bucket"] == {"Ref": "ArtifactsBucket"} and set(code["S3Key"]) == {"Ref"}, lid
+        module = function["Properties"]["Handler"].rsplit(".", 1)[0]
+        assert (REPO_ROOT / (module.replace(".", "/") + ".py")).is_file(), lid
+
+
+def test_embed_api_is_throttled_capped_and_optionally_authorized(main: dict[str, Any]) -> None:
+    resources = main["Resources"]
+    function = resources["QuickSightEmbedFunction"]["Properties"]
+    assert function["Handler"] == "lambdas.quicksight_embed.app.lambda_handler"
+    assert function["ReservedConcurrentExecutions"] == {"Ref": "QuickSightEmbedReservedConcurrency"}
+    assert resources["QuickSightEmbedApi"]["Properties"]["ProtocolType"] == "HTTP"
+    assert resources["QuickSightEmbedIntegration"]["Properties"]["PayloadFormatVersion"] == "2.0"
+    stage = resources["QuickSightEmbedStage"]["Properties"]
+    assert stage["StageName"] == "$default" and stage["AutoDeploy"] is True
+    assert stage["DefaultRouteSettings"]["ThrottlingRateLimit"] == {"Ref": "QuickSightEmbedRateLimit"}
+    assert stage["DefaultRouteSettings"]["ThrottlingBurstLimit"] == {"Ref": "QuickSightEmbedBurstLimit"}
+    route = resources["QuickSightEmbedRoute"]["Properties"]
+    assert route["RouteKey"] == "GET /embed-url"
+    assert route["AuthorizationType"] == {"Fn::If": ["EmbedJwtAuth", "JWT",
+                                                     {"Fn::If": ["EmbedIamAuth", "AWS_IAM", "NONE"]}]}
+    assert resources["QuickSightEmbedJwtAuthorizer"]["Condition"] == "EmbedJwtAuth"
+    assert main["Parameters"]["QuickSightEmbedAuthorizer"]["AllowedValues"] == ["NONE", "AWS_IAM", "JWT"]
+    permission = resources["QuickSightEmbedPermission"]["Properties"]["SourceArn"]["Fn::Sub"]
+    assert permission.endswith("${QuickSightEmbedApi}/*/GET/embed-url")
+
+
+def test_alarms_reach_the_topic_and_its_email(main: dict[str, Any]) -> None:
+    resources = main["Resources"]
+    topic = {"Ref": "AlarmTopic"}
+    alarms = _resources(main, "AWS::CloudWatch::Alarm")
+    watched = {(a["Properties"]["Namespace"], a["Properties"]["MetricName"]): a["Properties"] for a in alarms.values()}
+    assert set(watched) == {("AWS/Lambda", "Errors"), ("AWS/Lambda", "IteratorAge"),
+                            ("AWS/SQS", "ApproximateNumberOfMessagesVisible")}
+    for props in watched.values():
+        assert props["AlarmActions"] == [topic] and props["TreatMissingData"] == "notBreaching"
+        assert props["AlarmName"]["Fn::Sub"].startswith("${ProjectName}-")
+    assert watched[("AWS/Lambda", "Errors")]["Dimensions"] == [{"Name": "FunctionName",
+                                                                "Value": {"Ref": "NotifierFunction"}}]
+    assert watched[("AWS/SQS", "ApproximateNumberOfMessagesVisible")]["Dimensions"][0]["Value"] == {
+        "Fn::GetAtt": ["NotifierDeadLetterQueue", "QueueName"]}
+    rules = _resources(main, "AWS::Events::Rule")
+    assert {r["Properties"]["EventPattern"]["detail-type"][0] for r in rules.values()} == {
+        "EMR Step Status Change", "EMR Cluster State Change"}
+    assert all(r["Properties"]["Targets"][0]["Arn"] == topic for r in rules.values())
+    published_by = resources["AlarmTopicPolicy"]["Properties"]["PolicyDocument"]["Statement"]
+    assert {s["Principal"]["Service"] for s in published_by} == {"cloudwatch.amazonaws.com", "events.amazonaws.com"}
+    subscription = resources["AlarmEmailSubscription"]
+    assert subscription["Condition"] == "HasAlarmEmail"
+    assert subscription["Properties"] == {"TopicArn": topic, "Protocol": "email", "Endpoint": {"Ref": "AlarmEmail"}}
+
+
+def test_log_prefixes_expire(main: dict[str, Any]) -> None:
+    rules = main["Resources"]["LakeBucket"]["Properties"]["LifecycleConfiguration"]["Rules"]
+    expiring = {r["Prefix"]: r["ExpirationInDays"] for r in rules if "Prefix" in r}
+    assert set(expiring) == {"athena-results/", "emr-logs/", "raw/tweets-errors/"}
+    assert all(0 < days <= 90 for days in expiring.values())
+    body, _ = main["Resources"]["AirflowLakeVariable"]["Properties"]["SecretString"]["Fn::Sub"]
+    assert '"LogUri": "s3://${LakeBucket}/emr-logs/"' in body
 
 
 def test_airflow_variable_is_a_valid_lake_config(main: dict[str, Any]) -> None:

@@ -40,10 +40,15 @@ class FakeContext:
 
 
 def api_event(path: str = "/embed-url") -> dict:
-    return {"resource": path, "path": path, "httpMethod": "GET", "headers": {"Origin": "https://covid.example.org"},
-            "multiValueHeaders": {}, "queryStringParameters": None, "multiValueQueryStringParameters": None,
-            "pathParameters": None, "stageVariables": None, "body": None, "isBase64Encoded": False,
-            "requestContext": {"resourcePath": path, "httpMethod": "GET", "stage": "prod", "requestId": "r-1"}}
+    """What an HTTP API (payload format 2.0) passes for GET <path>."""
+    return {"version": "2.0", "routeKey": f"GET {path}", "rawPath": path, "rawQueryString": "",
+            "headers": {"origin": "https://covid.example.org", "host": "abc123.execute-api.eu-west-1.amazonaws.com"},
+            "requestContext": {"accountId": ACCOUNT, "apiId": "abc123", "domainName": "abc123.execute-api.eu-west-1"
+                               ".amazonaws.com", "http": {"method": "GET", "path": path, "protocol": "HTTP/1.1",
+                                                          "sourceIp": "203.0.113.7", "userAgent": "test"},
+                               "requestId": "r-1", "routeKey": f"GET {path}", "stage": "$default",
+                               "time": "01/Jan/2026:00:00:00 +0000", "timeEpoch": 1767225600000},
+            "isBase64Encoded": False}
 
 
 def test_request_is_built_from_the_environment() -> None:
@@ -107,3 +112,4 @@ def test_explicit_account_namespace_and_partition() -> None:
     assert request["AwsAccountId"] == "210987654321" and request["Namespace"] == "public"
     assert request["AuthorizedResourceArns"][0] == \
         "arn:aws-us-gov:quicksight:us-gov-west-1:210987654321:dashboard/covid-overview"
+

@@ -1,6 +1,8 @@
 """QuickSight embed Lambda (optional part of the stack): an anonymous embed URL for the lake's dashboard.
 
-Behind API Gateway (REST API, GET /embed-url). Configuration comes from the environment:
+Behind an API Gateway HTTP API (payload format 2.0, route GET /embed-url; infra/covid19-lake.yaml), packaged by
+infra/package.py. Handler: ``lambdas.quicksight_embed.app.lambda_handler``. Configuration comes from the
+environment:
 
     QUICKSIGHT_ACCOUNT_ID       account that owns the QuickSight dashboards (default: the function's)
     QUICKSIGHT_REGION           QuickSight identity region of the dashboards (default: AWS_REGION)
@@ -21,7 +23,7 @@ from typing import Any
 
 import boto3
 from aws_lambda_powertools import Logger
-from aws_lambda_powertools.event_handler import APIGatewayRestResolver, CORSConfig, Response
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, CORSConfig, Response
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 MIN_LIFETIME, MAX_LIFETIME = 15, 600
@@ -88,7 +90,7 @@ def _account_and_partition(context: LambdaContext) -> tuple[str, str]:
     return parts[4], parts[1]
 
 
-app = APIGatewayRestResolver(
+app = APIGatewayHttpResolver(
     cors=CORSConfig(allow_origin=(_split(os.environ.get("ALLOWED_DOMAINS")) or ["https://invalid"])[0],
                     extra_origins=_split(os.environ.get("ALLOWED_DOMAINS"))[1:], max_age=300),
 )

@@ -10,11 +10,13 @@ Two kinds of settings:
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 from dataclasses import dataclass, field, fields
 from datetime import date
 from typing import Any
+from urllib.parse import urlsplit
 
 VARIABLE_KEY = "covid19_lake"
 JHU_GITHUB_URL = (
@@ -42,7 +44,41 @@ DEFAULT_JOB_FLOW_OVERRIDES: dict[str, Any] = {
     "JobFlowRole": "covid19-lake-emr-instance-profile",
     "ServiceRole": "covid19-lake-emr-service-role",
     "VisibleToAllUsers": True,
+    # The MWAA role may only use clusters carrying this tag (and may only create tagged ones).
+    "Tags": [{"Key": "project", "Value": "covid19-lake"}],
 }
+
+
+def check_jhu_source_url(url: str, *, local_lake: bool) -> None:
+    """The JHU source is https:// (GitHub by default); with a local lake also file:// or loopback http://.
+
+    Never a query or fragment (``file:///etc/hostname?`` must not read that file), nor credentials.
+    """
+    key = f"{VARIABLE_KEY}.jhu_source_url"
+    allowed = "https://… (GitHub's raw URL by default)" + (
+        ", file:///… (an offline mirror) or http://127.0.0.1…/localhost" if local_lake else
+        "; file:// and loopback http:// are accepted only with a local lake_uri (the local stack)")
+    parts = urlsplit(url)
+    if "?" in url or "#" in url:
+        raise ValueError(f"{key} must not have a query or fragment, got {url!r}")
+    if parts.username is not None or parts.password is not None:
+        raise ValueError(f"{key} must not carry credentials, got {url!r}")
+    if parts.scheme == "https" and parts.hostname:
+        return
+    if local_lake and parts.scheme == "file" and parts.netloc in ("", "localhost") and parts.path.startswith("/"):
+        return
+    if local_lake and parts.scheme == "http" and parts.hostname and _is_loopback(parts.hostname):
+        return
+    raise ValueError(f"{key} must be {allowed}; got {url!r}")
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 @dataclass(frozen=True)
@@ -68,6 +104,7 @@ class LakeConfig:
             raise ValueError(
                 f"{VARIABLE_KEY}.emr_cluster_mode must be 'existing' or 'transient', got {self.emr_cluster_mode!r}"
             )
+        check_jhu_source_url(self.jhu_source_url, local_lake=not self.lake_uri.startswith("s3://"))
 
     @classmethod
     def from_mapping(cls, values: dict[str, Any]) -> LakeConfig:

@@ -12,7 +12,9 @@ from pathlib import Path
 
 DEFAULTS = {
     "covid19_glue_database": "covid19",
-    "covid19_athena_workgroup": "primary",
+    # The stack's workgroup (named after the project): it enforces encrypted results and a scan cutoff, and
+    # it is the only one the MWAA role may use.
+    "covid19_athena_workgroup": "covid19-lake",
     # Empty: the workgroup's own result location applies (required if the workgroup does not enforce one).
     "covid19_athena_output": "",
     # "athena" on AWS; "duckdb" in the local stack (embedded engine over the local lake).

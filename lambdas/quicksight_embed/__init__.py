@@ -1,0 +1,1 @@
+"""The QuickSight embed API's Lambda (see app.py)."""
