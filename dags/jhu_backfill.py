@@ -74,5 +74,21 @@ with DAG(
 
     outcomes = land_batch.expand(days=plan_batches())
     landed = landed_dates(outcomes)
-    chain(landed, emr_spark_job(jhu.SPARK_JOB, landed, outlets=[JHU_DAILY_REPORTS]))
+    spark = emr_spark_job(jhu.SPARK_JOB, landed, outlets=[JHU_DAILY_REPORTS])
+    chain(
+        # LAND: the missing files, in parallel batches
+        landed,
+        # SETUP: the EMR cluster, found by name or created for this run
+        spark.acquire_cluster,
+        # BODY: claim the landed dates, ONE step, its start and end, Glue partitions, final job records
+        spark.claim,
+        spark.add_step,
+        spark.wait_for_start,
+        spark.mark_running,
+        spark.wait_for_end,
+        spark.add_partitions,
+        spark.record_results,
+        # TEARDOWN: terminate the cluster only if this run created it
+        spark.release_cluster,
+    )
     check_unpublished(outcomes)

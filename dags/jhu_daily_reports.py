@@ -1,8 +1,10 @@
 """JHU CSSE daily reports, one day a run: land the day's CSV, process it on EMR, catalog it.
 
-Catchup runs one date per run from 2020-01-22; for history, `jhu_backfill` does a whole range in one
-EMR step. A run's report date is its logical date, so `airflow backfill create --from-date A --to-date B`
-processes the reports A..B; the run for D starts at midnight and waits until JHU publishes D's file.
+A run's report date is its logical date. Catchup is off unless COVID19_LAKE_JHU_CATCHUP is true: history
+belongs to `jhu_backfill` (a whole range in one EMR step), not to a step per past day. To run daily runs
+for past dates, unpause the DAG, then `airflow backfill create --dag-id jhu_daily_reports --from-date A
+--to-date B` (or POST /api/v2/backfills): one run per report date A..B. The run for D waits until JHU
+publishes D's file.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ with DAG(
     schedule=CronTriggerTimetable("@daily", timezone="UTC"),
     start_date=datetime.combine(JHU_FIRST_DATE, datetime.min.time(), tzinfo=UTC),
     end_date=datetime.combine(settings.jhu_end_date, datetime.min.time(), tzinfo=UTC),
-    catchup=True,
+    catchup=settings.jhu_catchup,
     max_active_runs=4,
     default_args=DEFAULT_ARGS,
     params={"force": Param(False, type="boolean", description="Reprocess even if the date is COMPLETED")},
@@ -37,7 +39,8 @@ with DAG(
     @task.sensor(
         poke_interval=settings.land_retry_minutes * 60,
         timeout=timedelta(days=4).total_seconds(),
-        mode=settings.sensor_mode,
+        # Poking: a rescheduled sensor races the Airflow 3.3 scheduler (docs/configuration.md).
+        mode="poke",
     )
     def land_report(**context) -> PokeReturnValue:
         """Copy the day's file into the raw zone; wait while JHU has not published it."""
@@ -49,4 +52,20 @@ with DAG(
         return PokeReturnValue(is_done=uri is not None, xcom_value=[day.isoformat()])
 
     landed = land_report()
-    chain(landed, emr_spark_job(jhu.SPARK_JOB, landed, outlets=[JHU_DAILY_REPORTS]))
+    spark = emr_spark_job(jhu.SPARK_JOB, landed, outlets=[JHU_DAILY_REPORTS])
+    chain(
+        # LAND: the day's file, once JHU has published it
+        landed,
+        # SETUP: the EMR cluster, found by name or created for this run
+        spark.acquire_cluster,
+        # BODY: claim the report date, ONE step, its start and end, Glue partitions, final job records
+        spark.claim,
+        spark.add_step,
+        spark.wait_for_start,
+        spark.mark_running,
+        spark.wait_for_end,
+        spark.add_partitions,
+        spark.record_results,
+        # TEARDOWN: terminate the cluster only if this run created it
+        spark.release_cluster,
+    )

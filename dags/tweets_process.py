@@ -33,8 +33,9 @@ with DAG(
     doc_md=__doc__,
 ) as dag:
 
-    @task.sensor(poke_interval=settings.sensor_poke_seconds * 5, timeout=timedelta(hours=2).total_seconds(),
-                 mode=settings.sensor_mode, soft_fail=True)
+    # Poking: a rescheduled sensor races the Airflow 3.3 scheduler (docs/configuration.md).
+    @task.sensor(poke_interval=settings.tweets_hour_poke_seconds, timeout=timedelta(hours=2).total_seconds(),
+                 mode="poke", soft_fail=True)
     def wait_for_hour(**context) -> PokeReturnValue:
         """Firehose writes the hour's prefix once its buffer flushes; no prefix after 2 h: nothing to do."""
         hour = context["data_interval_start"]
@@ -44,4 +45,20 @@ with DAG(
                                xcom_value=[f"{hour:%Y-%m-%dT%H}"])
 
     hours = wait_for_hour()
-    chain(hours, emr_spark_job(tweet_jobs.TWEETS_JOB, hours, outlets=[TWEETS, TWEET_DAILY_STATS]))
+    spark = emr_spark_job(tweet_jobs.TWEETS_JOB, hours, outlets=[TWEETS, TWEET_DAILY_STATS])
+    chain(
+        # WAIT: the hour's raw tweets
+        hours,
+        # SETUP: the EMR cluster, found by name or created for this run
+        spark.acquire_cluster,
+        # BODY: claim the arrival hour, ONE step, its start and end, Glue partitions, final job records
+        spark.claim,
+        spark.add_step,
+        spark.wait_for_start,
+        spark.mark_running,
+        spark.wait_for_end,
+        spark.add_partitions,
+        spark.record_results,
+        # TEARDOWN: terminate the cluster only if this run created it
+        spark.release_cluster,
+    )

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from airflow.sdk import DAG, CronDataIntervalTimetable, Param, task
+from airflow.sdk import DAG, CronDataIntervalTimetable, Param, chain, task
 
 from covid19_lake import tweet_jobs
 from covid19_lake.dag_defaults import DEFAULT_ARGS
@@ -31,4 +31,20 @@ with DAG(
     def week(**context) -> list[str]:
         return [context["data_interval_start"].date().isoformat()]
 
-    emr_spark_job(tweet_jobs.WEEKLY_JOB, week())
+    weeks = week()
+    spark = emr_spark_job(tweet_jobs.WEEKLY_JOB, weeks)
+    chain(
+        weeks,
+        # SETUP: the EMR cluster, found by name or created for this run
+        spark.acquire_cluster,
+        # BODY: claim the week, ONE step, its start and end, Glue partitions, final job records
+        spark.claim,
+        spark.add_step,
+        spark.wait_for_start,
+        spark.mark_running,
+        spark.wait_for_end,
+        spark.add_partitions,
+        spark.record_results,
+        # TEARDOWN: terminate the cluster only if this run created it
+        spark.release_cluster,
+    )

@@ -2,7 +2,7 @@
 
 The same DAG files run here as on MWAA; only configuration differs: the AWS connection points at the
 local stack's endpoint, the ``covid19_lake`` Variable points at the local lake and the repo's
-spark_jobs/, and sensors poke every second instead of minutes.
+spark_jobs/, and the EMR step sensors ask every second instead of every minute.
 """
 
 from __future__ import annotations
@@ -60,9 +60,12 @@ def airflow_env(stack: Any, airflow_home: Path, **variable_overrides: Any) -> di
         "AIRFLOW_VAR_COVID19_LOCAL_LAKE": str(stack.lake_dir),
         "AIRFLOW_VAR_COVID19_LOCAL_SITE": str(Path(stack.lake_dir).parent / "site"),
         "AIRFLOW_VAR_COVID19_ATHENA_WORKGROUP": stack.outputs.get("AthenaWorkGroupName", "primary"),
+        # EMR step sensors defer to the triggerer as on MWAA (dag.test runs the trigger in process), asking
+        # EMR every second; COVID19_LAKE_SENSOR_MODE=poke keeps them in their worker instead.
+        "COVID19_LAKE_SENSOR_MODE": "deferrable",
         "COVID19_LAKE_SENSOR_POKE_SECONDS": "1",
-        "COVID19_LAKE_SENSOR_MODE": "poke",
         "COVID19_LAKE_LAND_RETRY_MINUTES": "0.05",
+        "COVID19_LAKE_TWEETS_HOUR_POKE_SECONDS": "5",
         "PYTHONPATH": os.pathsep.join([str(REPO_ROOT / "plugins"), str(REPO_ROOT)]),
     }
 

@@ -150,10 +150,10 @@ def test_entry_script_exports_the_running_stack_environment(tmp_path: Path) -> N
     assert result.returncode == 0, result.stderr
     lines = set(result.stdout.splitlines())
     assert {"AWS_ENDPOINT_URL=http://127.0.0.1:40123", 'AIRFLOW_CONN_AWS_DEFAULT={"conn_type": "aws"}',
-            "COVID19_LAKE_SENSOR_MODE=reschedule"} <= lines
+            "COVID19_LAKE_SENSOR_MODE=deferrable"} <= lines
 
 
 def test_entry_script_leaves_aws_alone_on_the_aws_target(tmp_path: Path) -> None:
     result = _entry(tmp_path, {"COVID19_LAKE_TARGET": "aws"})
     assert result.returncode == 0, result.stderr
-    assert result.stdout.splitlines() == ["COVID19_LAKE_SENSOR_MODE=reschedule"]
+    assert result.stdout.splitlines() == ["COVID19_LAKE_SENSOR_MODE=deferrable"]

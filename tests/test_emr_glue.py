@@ -41,34 +41,45 @@ def test_cluster_lookup_by_name_reads_every_page(aws):
     assert EmrHook().get_cluster_id_by_name("covid19-lake", emr.CLUSTER_LOOKUP_STATES) == wanted
 
 
-class FakeTaskInstance:
-    def __init__(self) -> None:
-        self.xcoms: dict[str, object] = {}
-
-    def xcom_push(self, key: str, value: object) -> None:
-        self.xcoms[key] = value
-
-
-def test_add_steps_operator_retry_reuses_the_step_it_added(aws):
+def test_add_step_once_reuses_the_step_a_retry_finds_and_names_carry_dag_and_run(aws):
     cluster_id = run_cluster("covid19-lake")
-    step = emr.spark_submit_step(emr.step_name("jhu", "2020-03-01", "2020-03-31", "manual__1"),
-                                 "s3://artifacts/spark_jobs", "jhu_daily_reports.py", ["--lake", "s3://lake"])
-    operator = emr.IdempotentEmrAddStepsOperator(task_id="add_step", job_flow_id=cluster_id, steps=[step])
-    context = {"ti": FakeTaskInstance()}
-    first = operator.execute(context)
-    second = operator.execute(context)  # what a task retry does
-    assert first == second
+    hook = EmrHook()
+    name = emr.step_name("jhu", "2020-03-01", "2020-03-31", "jhu_backfill", "manual__1")
+    assert name == "jhu 2020-03-01..2020-03-31 [jhu_backfill/manual__1]"
+    step = emr.spark_submit_step(name, "s3://artifacts/spark_jobs", "jhu_daily_reports.py",
+                                 ["--lake", "s3://lake", "--summary-uri", "s3://lake/s.json"])
+    first, added = emr.add_step_once(hook, cluster_id, step)
+    again, added_again = emr.add_step_once(hook, cluster_id, step)  # what a task retry does
+    assert (again, added, added_again) == (first, True, False)
     steps = boto3.client("emr", region_name="us-east-1").list_steps(ClusterId=cluster_id)["Steps"]
-    assert [s["Id"] for s in steps] == first
+    assert [s["Id"] for s in steps] == [first]
     args = steps[0]["Config"]["Args"]
     assert args[:5] == ["spark-submit", "--deploy-mode", "cluster", "--py-files",
                         "s3://artifacts/spark_jobs/spark_common.py"]
-    assert args[5:] == ["s3://artifacts/spark_jobs/jhu_daily_reports.py", "--lake", "s3://lake"]
+    assert args[5:] == ["s3://artifacts/spark_jobs/jhu_daily_reports.py", "--lake", "s3://lake",
+                        "--summary-uri", "s3://lake/s.json"]
+    assert emr.step_argument(emr.describe_step(hook, cluster_id, first), "--summary-uri") == "s3://lake/s.json"
+    assert emr.step_argument(emr.describe_step(hook, cluster_id, first), "--only-dates") is None
 
-    # Another run (another name) is a different step.
-    other = dict(step, Name=emr.step_name("jhu", "2020-03-01", "2020-03-31", "manual__2"))
-    operator_2 = emr.IdempotentEmrAddStepsOperator(task_id="add_step", job_flow_id=cluster_id, steps=[other])
-    assert operator_2.execute(context) != first
+    # The same run id in another DAG is another run: another step.
+    other = dict(step, Name=emr.step_name("jhu", "2020-03-01", "2020-03-31", "jhu_daily_reports", "manual__1"))
+    assert emr.add_step_once(hook, cluster_id, other)[0] != first
+
+
+def test_a_transient_cluster_is_found_again_by_its_run_tag(aws):
+    hook = EmrHook(emr_conn_id=None)
+    overrides = {"Name": "covid19-lake-transient", "ReleaseLabel": "emr-7.9.0",
+                 "Instances": {"MasterInstanceType": "m5.xlarge", "InstanceCount": 1,
+                               "KeepJobFlowAliveWhenNoSteps": True},
+                 "JobFlowRole": "EMR_EC2_DefaultRole", "ServiceRole": "EMR_DefaultRole",
+                 "Tags": [{"Key": "team", "Value": "lake"}]}
+    tag = emr.run_tag("jhu_backfill", "manual__1")
+    assert emr.find_run_cluster(hook, "covid19-lake-transient", tag) is None
+    created = emr.create_run_cluster(hook, overrides, tag)
+    assert emr.find_run_cluster(hook, "covid19-lake-transient", tag) == created
+    assert emr.find_run_cluster(hook, "covid19-lake-transient", emr.run_tag("jhu_backfill", "manual__2")) is None
+    tags = boto3.client("emr", region_name="us-east-1").describe_cluster(ClusterId=created)["Cluster"]["Tags"]
+    assert {(t["Key"], t["Value"]) for t in tags} == {("team", "lake"), (emr.RUN_TAG, tag)}
 
 
 def test_step_state_and_failure_reason(aws):

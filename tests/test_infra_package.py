@@ -159,14 +159,14 @@ def test_startup_script_exports_mwaa_defaults_and_keeps_overrides() -> None:
     result = subprocess.run(["bash", "-c", f"source {script} >/dev/null && {shown}"],
                             capture_output=True, text=True, check=True, env=env)
     exported = dict(line.split("=", 1) for line in result.stdout.splitlines())
-    assert exported["COVID19_LAKE_SENSOR_MODE"] == "reschedule"
+    assert exported["COVID19_LAKE_SENSOR_MODE"] == "deferrable"
     assert exported["COVID19_LAKE_SENSOR_POKE_SECONDS"] == "42"
     assert exported["AWS_RETRY_MODE"] == "standard"
     # Every value the script exports is one the DAGs' parse-time settings accept.
     from covid19_lake.config import ParseTimeSettings
 
     settings = ParseTimeSettings.from_env(exported)
-    assert settings.sensor_mode == "reschedule" and settings.sensor_poke_seconds == 42.0
+    assert settings.sensor_mode == "deferrable" and settings.sensor_poke_seconds == 42.0
 
 
 def _parsed(dags_dir: Path) -> set[str]:

@@ -73,7 +73,8 @@ def test_daily_run_lands_processes_catalogs_records_and_notifies(airflow, jhu_mi
     run = airflow_local.run_dag("jhu_daily_reports", logical_date=datetime(2020, 3, 1, tzinfo=UTC))
     states = airflow_local.task_states(run)
     assert str(run.state) == "success", states
-    assert states["spark_job.create_cluster"] == "skipped" and states["spark_job.find_cluster"] == "success"
+    assert states["spark_job.acquire_cluster"] == "success"
+    assert states["spark_job.release_cluster"] == "skipped"  # found by name: left running
 
     raw = Path(stack.lake_dir) / "raw/jhu/daily_reports/report_date=2020-03-01/03-01-2020.csv"
     assert raw.read_bytes() == (jhu_mirror / "03-01-2020.csv").read_bytes()
@@ -103,6 +104,7 @@ def test_rerun_of_a_completed_date_adds_no_step_and_no_notification(airflow):
     run = airflow_local.run_dag("jhu_daily_reports", logical_date=datetime(2020, 3, 1, tzinfo=UTC))
     states = airflow_local.task_states(run)
     assert states["spark_job.claim"] == "skipped" and states["spark_job.add_step"] == "skipped"
+    assert states["spark_job.record_results"] == "skipped"  # the run says it processed nothing
     assert len(steps(stack)) == before_steps
     assert job_record(stack, "2020-03-01")["status"] == "COMPLETED"
     assert len(notifications(stack, "2020-03-01")) == before_sent
@@ -116,7 +118,8 @@ def test_a_failing_step_records_failed_with_the_reason(airflow):
     run = airflow_local.run_dag("jhu_daily_reports", logical_date=datetime(2020, 4, 1, tzinfo=UTC))
     states = airflow_local.task_states(run)
     assert str(run.state) == "failed", states
-    assert states["spark_job.record_results"] == "failed" and "failed" in states["spark_job.wait_for_end"]
+    # The step ended (FAILED): the sensors succeed, the records say how it ended and fail the run.
+    assert states["spark_job.wait_for_end"] == "success" and states["spark_job.record_results"] == "failed"
     record = job_record(stack, "2020-04-01")
     assert record["status"] == "FAILED"
     assert "04-01-2020.csv" in record["error"] and "Region,Cases,When" in record["error"]
@@ -150,7 +153,7 @@ def test_a_second_trigger_is_refused_while_the_first_step_is_live(airflow, tmp_p
     from datetime import timedelta
     assert table.claim("2020-05-01", JOB, run_a, cluster_id=cluster, force=False, claim_timeout=timedelta(minutes=30),
                        step_state=lambda c, s: None).action == "claim"
-    table.record_step("2020-05-01", JOB, run_a.run_id, cluster, live)
+    table.record_step("2020-05-01", JOB, run_a, cluster, live)
     try:
         before = len(steps(stack))
         run_b = airflow_local.run_dag("jhu_daily_reports", logical_date=datetime(2020, 5, 1, tzinfo=UTC),
@@ -221,7 +224,7 @@ def test_transient_cluster_mode_creates_runs_on_and_terminates_its_own_cluster(a
     run = airflow_local.run_dag("jhu_daily_reports", logical_date=datetime(2020, 3, 5, tzinfo=UTC))
     states = airflow_local.task_states(run)
     assert str(run.state) == "success", states
-    assert states["spark_job.find_cluster"] == "skipped" and states["spark_job.terminate_cluster"] == "success"
+    assert states["spark_job.acquire_cluster"] == "success" and states["spark_job.release_cluster"] == "success"
     created = [c for c in emr.list_clusters()["Clusters"] if c["Id"] not in before]
     assert len(created) == 1 and created[0]["Name"] == "covid19-lake-transient"
     assert created[0]["Status"]["State"] in ("TERMINATING", "TERMINATED")

@@ -16,6 +16,7 @@ from local.dynamodb_atomic import serialize_dynamodb_writes
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 RUN_A = RunInfo("jhu_daily_reports", "scheduled__2020-03-01", 1)
 RUN_B = RunInfo("jhu_backfill", "manual__2026-11-28", 1)
+RUN_A_ELSEWHERE = RunInfo("jhu_backfill", RUN_A.run_id, 1)  # same run id, another DAG
 TIMEOUT = timedelta(minutes=30)
 
 
@@ -24,7 +25,8 @@ def no_step(cluster: str, step: str) -> str | None:
 
 
 def in_flight(run: RunInfo, **extra) -> dict:
-    return {"status": "SUBMITTED", "run_id": run.run_id, "submitted_at": job_table.iso(NOW), **extra}
+    return {"status": "SUBMITTED", "dag_id": run.dag_id, "run_id": run.run_id, "submitted_at": job_table.iso(NOW),
+            **extra}
 
 
 @pytest.mark.parametrize(
@@ -40,6 +42,13 @@ def in_flight(run: RunInfo, **extra) -> dict:
         (in_flight(RUN_A, step_id="s-1", cluster_id="j-1"), RUN_A, False, "RUNNING", "resume"),
         # A dead step never blocks, whatever the record still says.
         (in_flight(RUN_B, step_id="s-1", cluster_id="j-1", status="RUNNING"), RUN_A, False, "FAILED", "claim"),
+        # (a) A step that COMPLETED while its record is not final: never re-claimed over its result.
+        (in_flight(RUN_B, step_id="s-1", cluster_id="j-1", status="RUNNING"), RUN_A, False, "COMPLETED", "refuse"),
+        (in_flight(RUN_B, step_id="s-1", cluster_id="j-1"), RUN_A, True, "COMPLETED", "refuse"),
+        (in_flight(RUN_A, step_id="s-1", cluster_id="j-1"), RUN_A, False, "COMPLETED", "resume"),
+        # (c) The same run id in another DAG is another run.
+        (in_flight(RUN_A_ELSEWHERE, step_id="s-1", cluster_id="j-1"), RUN_A, False, "RUNNING", "refuse"),
+        (in_flight(RUN_A_ELSEWHERE), RUN_A, False, None, "refuse"),
         (in_flight(RUN_B, step_id="s-1", cluster_id="j-1"), RUN_A, False, None, "claim"),
         # A claim without a step blocks other runs until it expires.
         (in_flight(RUN_B), RUN_A, False, None, "refuse"),
@@ -80,9 +89,9 @@ def claim(table: JobTable, run: RunInfo, state: str | None = None, force: bool =
 
 def test_full_lifecycle_keeps_an_attempt_history(table):
     assert claim(table, RUN_A).action == "claim"
-    assert table.record_step("2020-03-01", "jhu", RUN_A.run_id, "j-1", "s-1")
-    assert table.mark_running("2020-03-01", "jhu", RUN_A.run_id, NOW + timedelta(seconds=5))
-    assert table.finish("2020-03-01", "jhu", RUN_A.run_id, status="COMPLETED", ended_at=NOW + timedelta(seconds=65),
+    assert table.record_step("2020-03-01", "jhu", RUN_A, "j-1", "s-1")
+    assert table.mark_running("2020-03-01", "jhu", RUN_A, NOW + timedelta(seconds=5))
+    assert table.finish("2020-03-01", "jhu", RUN_A, status="COMPLETED", ended_at=NOW + timedelta(seconds=65),
                         rows_written=3400, rows_quarantined=2)
     item = table.get("2020-03-01", "jhu")
     assert item["status"] == "COMPLETED"
@@ -93,8 +102,8 @@ def test_full_lifecycle_keeps_an_attempt_history(table):
         (RUN_A.run_id, "COMPLETED", "s-1")
     ]
     # COMPLETED is final for this run: a retried task writes nothing (no second notification).
-    assert not table.finish("2020-03-01", "jhu", RUN_A.run_id, status="FAILED", ended_at=NOW)
-    assert not table.mark_running("2020-03-01", "jhu", RUN_A.run_id, NOW)
+    assert not table.finish("2020-03-01", "jhu", RUN_A, status="FAILED", ended_at=NOW)
+    assert not table.mark_running("2020-03-01", "jhu", RUN_A, NOW)
     assert table.get("2020-03-01", "jhu")["version"] == item["version"]
 
     # A later forced run appends a second attempt and starts clean.
@@ -106,13 +115,13 @@ def test_full_lifecycle_keeps_an_attempt_history(table):
 
 def test_second_run_is_refused_while_the_step_is_live_and_admitted_once_it_died(table):
     claim(table, RUN_A)
-    table.record_step("2020-03-01", "jhu", RUN_A.run_id, "j-1", "s-1")
+    table.record_step("2020-03-01", "jhu", RUN_A, "j-1", "s-1")
     assert claim(table, RUN_B, state="RUNNING").action == "refuse"
     assert table.get("2020-03-01", "jhu")["run_id"] == RUN_A.run_id
     assert claim(table, RUN_B, state="CANCELLED").action == "claim"
     assert table.get("2020-03-01", "jhu")["run_id"] == RUN_B.run_id
     # The old run can no longer write its outcome over the new claim.
-    assert not table.finish("2020-03-01", "jhu", RUN_A.run_id, status="FAILED", ended_at=NOW)
+    assert not table.finish("2020-03-01", "jhu", RUN_A, status="FAILED", ended_at=NOW)
 
 
 def test_concurrent_claims_have_exactly_one_winner(table):
@@ -143,7 +152,7 @@ def test_concurrent_claims_have_exactly_one_winner(table):
 def test_finish_rejects_a_non_final_status(table):
     claim(table, RUN_A)
     with pytest.raises(ValueError, match="COMPLETED or FAILED"):
-        table.finish("2020-03-01", "jhu", RUN_A.run_id, status="RUNNING", ended_at=NOW)
+        table.finish("2020-03-01", "jhu", RUN_A, status="RUNNING", ended_at=NOW)
 
 
 def test_for_each_date_writes_every_date_on_several_threads_and_keeps_the_order(table):
@@ -175,3 +184,83 @@ def test_for_each_date_runs_the_other_dates_before_raising_the_first_error(table
         for_each_date("jobs", "aws_default", days, claim_or_fail)
     assert table.get("2020-03-01", "jhu") and table.get("2020-03-03", "jhu")
     assert table.get("2020-03-02", "jhu") is None
+
+
+@pytest.mark.parametrize(
+    ("item", "state", "stale"),
+    [
+        (in_flight(RUN_B, step_id="s-1", cluster_id="j-1"), "RUNNING", False),
+        (in_flight(RUN_B, step_id="s-1", cluster_id="j-1"), "PENDING", False),
+        (in_flight(RUN_B, step_id="s-1", cluster_id="j-1", status="RUNNING"), "COMPLETED", True),
+        (in_flight(RUN_B, step_id="s-1", cluster_id="j-1"), "FAILED", True),
+        (in_flight(RUN_B, step_id="s-1", cluster_id="j-1"), None, True),  # EMR forgot the step
+        # This run's own COMPLETED step is this run's to record; its FAILED one is settled.
+        (in_flight(RUN_A, step_id="s-1", cluster_id="j-1"), "COMPLETED", False),
+        (in_flight(RUN_A_ELSEWHERE, step_id="s-1", cluster_id="j-1"), "COMPLETED", True),
+        (in_flight(RUN_A, step_id="s-1", cluster_id="j-1"), "FAILED", True),
+        # A claim without a step: stale once expired.
+        (in_flight(RUN_B), None, False),
+        (in_flight(RUN_B, submitted_at=job_table.iso(NOW - TIMEOUT)), None, True),
+        ({"status": "COMPLETED", "run_id": RUN_B.run_id, "step_id": "s-1", "cluster_id": "j-1"}, "FAILED", False),
+    ],
+)
+def test_is_stale(item, state, stale):
+    assert job_table.is_stale(item, RUN_A, now=NOW, claim_timeout=TIMEOUT,
+                              step_state=lambda c, s: state) is stale
+
+
+def test_writes_compare_dag_and_run_not_the_run_id_alone(table):
+    """(c) Another DAG's run with the same run id cannot write this run's record, nor resume its claim."""
+    assert claim(table, RUN_A).action == "claim"
+    assert not table.record_step("2020-03-01", "jhu", RUN_A_ELSEWHERE, "j-1", "s-9")
+    assert claim(table, RUN_A_ELSEWHERE).action == "refuse"
+    assert not table.finish("2020-03-01", "jhu", RUN_A_ELSEWHERE, status="FAILED", ended_at=NOW)
+    item = table.get("2020-03-01", "jhu")
+    assert item["dag_id"] == RUN_A.dag_id and "step_id" not in item and item["status"] == "SUBMITTED"
+
+
+def test_record_step_after_a_takeover_is_refused(table):
+    """(b) Run A's claim expired without a step and run B took the date: A's late record_step writes
+    nothing and says so (add_step then cancels A's step, tested with the DAGs)."""
+    old = NOW - TIMEOUT - timedelta(minutes=1)
+    assert table.claim("2020-03-01", "jhu", RUN_A, cluster_id="j-1", force=False, claim_timeout=TIMEOUT,
+                       step_state=no_step, now=old).action == "claim"
+    assert claim(table, RUN_B).action == "claim"
+    assert table.record_step("2020-03-01", "jhu", RUN_A, "j-1", "s-late") is False
+    assert table.get("2020-03-01", "jhu")["run_id"] == RUN_B.run_id
+
+
+def test_claim_stores_the_run_item_and_a_later_claim_without_one_drops_it(table):
+    assert claim(table, RUN_A).action == "claim"
+    assert "run_item" not in table.get("2020-03-01", "jhu")
+    table.finish("2020-03-01", "jhu", RUN_A, status="FAILED", ended_at=NOW, error="boom")
+    assert table.claim("2020-03-01", "jhu", RUN_B, cluster_id="j-1", force=False, claim_timeout=TIMEOUT,
+                       step_state=no_step, now=NOW, run_item="run#jhu_backfill#manual__2026-11-28").action == "claim"
+    assert table.get("2020-03-01", "jhu")["run_item"] == "run#jhu_backfill#manual__2026-11-28"
+    table.finish("2020-03-01", "jhu", RUN_B, status="FAILED", ended_at=NOW, error="boom")
+    assert claim(table, RUN_A).action == "claim"
+    assert "run_item" not in table.get("2020-03-01", "jhu")
+
+
+def test_finish_takes_the_steps_start_when_running_was_never_written(table):
+    claim(table, RUN_A)
+    table.record_step("2020-03-01", "jhu", RUN_A, "j-1", "s-1")
+    assert table.finish("2020-03-01", "jhu", RUN_A, status="COMPLETED", ended_at=NOW + timedelta(seconds=90),
+                        started_at=NOW + timedelta(seconds=30), rows_written=10)
+    item = table.get("2020-03-01", "jhu")
+    assert item["started_at"] == job_table.iso(NOW + timedelta(seconds=30))
+    assert float(item["duration_seconds"]) == 60.0
+
+
+def test_in_flight_scans_every_page_for_submitted_and_running_records(table):
+    for n in range(1, 31):
+        day = f"2020-03-{n:02d}"
+        table.claim(day, "jhu", RUN_A, cluster_id="j-1", force=False, claim_timeout=TIMEOUT, step_state=no_step,
+                    now=NOW)
+        if n % 3 == 0:
+            table.finish(day, "jhu", RUN_A, status="COMPLETED", ended_at=NOW)
+        elif n % 3 == 1:
+            table.mark_running(day, "jhu", RUN_A, NOW)
+    found = table.in_flight(page_size=4)  # several pages
+    assert sorted(i["job_date"] for i in found) == [f"2020-03-{n:02d}" for n in range(1, 31) if n % 3]
+    assert {i["status"] for i in found} == {"SUBMITTED", "RUNNING"}

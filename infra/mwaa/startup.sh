@@ -3,10 +3,10 @@
 # api-server, triggerer) before Airflow starts; what it exports is in Airflow's environment.
 # Keep it to exports: it runs on every start and update, and a failure here fails the environment.
 
-# Parse-time settings read by plugins/covid19_lake/config.py (ParseTimeSettings). On MWAA sensors
-# reschedule instead of holding a worker slot, and poke every 5 minutes (JHU publishes once a day).
-export COVID19_LAKE_SENSOR_MODE="${COVID19_LAKE_SENSOR_MODE:-reschedule}"
-export COVID19_LAKE_SENSOR_POKE_SECONDS="${COVID19_LAKE_SENSOR_POKE_SECONDS:-300}"
+# Parse-time settings read by plugins/covid19_lake/config.py (ParseTimeSettings). On MWAA the EMR step
+# sensors defer to the triggerer (no worker slot held, no reschedule race) and ask EMR every minute.
+export COVID19_LAKE_SENSOR_MODE="${COVID19_LAKE_SENSOR_MODE:-deferrable}"
+export COVID19_LAKE_SENSOR_POKE_SECONDS="${COVID19_LAKE_SENSOR_POKE_SECONDS:-60}"
 export COVID19_LAKE_LAND_RETRY_MINUTES="${COVID19_LAKE_LAND_RETRY_MINUTES:-30}"
 
 # boto3 inside tasks: regional STS endpoints, and standard retries for throttled control-plane calls.

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import math
 import os
 from dataclasses import dataclass, field, fields
 from datetime import date
@@ -131,23 +132,75 @@ class LakeConfig:
         return cls.from_mapping(json.loads(raw) if isinstance(raw, str) else dict(raw))
 
 
+# How the EMR step sensors wait (COVID19_LAKE_SENSOR_MODE). "reschedule" is refused: on Airflow 3.3 a
+# rescheduled sensor races the scheduler, which can mark it FAILED while its step goes on, whatever the
+# poke interval (apache/airflow#71172; seen here with a 1 s interval, reported upstream with 60 s).
+SENSOR_MODES = ("deferrable", "poke")
+
+
+def _flag(env: dict[str, str] | os._Environ[str], name: str, default: bool) -> bool:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"{name} must be true or false, got {raw!r}")
+
+
 @dataclass(frozen=True)
 class ParseTimeSettings:
-    """Settings Airflow needs while parsing DAG files: environment only, no I/O."""
+    """Settings Airflow needs while parsing DAG files: environment only, no I/O (docs/configuration.md)."""
 
+    # EMR step sensors (wait_for_start, wait_for_end): how they wait and how often they ask EMR.
+    sensor_mode: str = "deferrable"
     sensor_poke_seconds: float = 60.0
-    sensor_mode: str = "reschedule"
+    # The longest an EMR step may run: the sensors' timeout (deferred: max_attempts x poke interval);
+    # a step still running after it is cancelled and its dates recorded FAILED.
+    step_timeout_minutes: float = 360.0
     jhu_end_date: date = JHU_LAST_DATE
+    # jhu_daily_reports' catchup: off, history belongs to jhu_backfill (one step for a whole range).
+    jhu_catchup: bool = False
     land_retry_minutes: float = 30.0
+    tweets_hour_poke_seconds: float = 300.0
     tweets_ingest_schedule: str = "*/15 * * * *"
+    reconcile_schedule: str = "*/30 * * * *"
+
+    def __post_init__(self) -> None:
+        if self.sensor_mode not in SENSOR_MODES:
+            raise ValueError(
+                f"COVID19_LAKE_SENSOR_MODE must be one of {list(SENSOR_MODES)}, got {self.sensor_mode!r}"
+                + (" (reschedule-mode sensors race the Airflow 3.3 scheduler, which then fails them while "
+                   "their step goes on: apache/airflow#71172)" if self.sensor_mode == "reschedule" else "")
+            )
+        if self.sensor_poke_seconds < 1:
+            raise ValueError(f"COVID19_LAKE_SENSOR_POKE_SECONDS must be at least 1, got {self.sensor_poke_seconds}")
+        if self.step_timeout_minutes <= 0:
+            raise ValueError(f"COVID19_LAKE_STEP_TIMEOUT_MINUTES must be positive, got {self.step_timeout_minutes}")
+
+    @property
+    def step_timeout_seconds(self) -> float:
+        return self.step_timeout_minutes * 60
+
+    @property
+    def step_sensor_attempts(self) -> int:
+        """How many times a deferred step sensor asks EMR: enough to cover the step's time limit."""
+        return max(1, math.ceil(self.step_timeout_seconds / int(self.sensor_poke_seconds)))
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> ParseTimeSettings:
         env = os.environ if env is None else env
         return cls(
-            sensor_poke_seconds=float(env.get("COVID19_LAKE_SENSOR_POKE_SECONDS", cls.sensor_poke_seconds)),
             sensor_mode=env.get("COVID19_LAKE_SENSOR_MODE", cls.sensor_mode),
+            sensor_poke_seconds=float(env.get("COVID19_LAKE_SENSOR_POKE_SECONDS", cls.sensor_poke_seconds)),
+            step_timeout_minutes=float(env.get("COVID19_LAKE_STEP_TIMEOUT_MINUTES", cls.step_timeout_minutes)),
             jhu_end_date=date.fromisoformat(env.get("COVID19_LAKE_JHU_END_DATE", JHU_LAST_DATE.isoformat())),
+            jhu_catchup=_flag(env, "COVID19_LAKE_JHU_CATCHUP", cls.jhu_catchup),
             land_retry_minutes=float(env.get("COVID19_LAKE_LAND_RETRY_MINUTES", cls.land_retry_minutes)),
+            tweets_hour_poke_seconds=float(env.get("COVID19_LAKE_TWEETS_HOUR_POKE_SECONDS",
+                                                   cls.tweets_hour_poke_seconds)),
             tweets_ingest_schedule=env.get("COVID19_LAKE_TWEETS_INGEST_SCHEDULE", cls.tweets_ingest_schedule),
+            reconcile_schedule=env.get("COVID19_LAKE_RECONCILE_SCHEDULE", cls.reconcile_schedule),
         )

@@ -59,6 +59,11 @@ class Decision:
     reason: str
 
 
+def same_run(item: dict[str, Any] | None, run: RunInfo) -> bool:
+    """Whether the record was claimed by this DAG run: run ids are unique per DAG only, so both count."""
+    return bool(item) and item.get("run_id") == run.run_id and item.get("dag_id") == run.dag_id
+
+
 def decide(
     item: dict[str, Any] | None,
     run: RunInfo,
@@ -68,33 +73,53 @@ def decide(
     claim_timeout: timedelta,
     step_state: StepStateLookup,
 ) -> Decision:
-    """What a run may do with a date, given the date's current record. Pure apart from step_state."""
+    """What a run may do with a date, given the date's current record. Pure apart from step_state.
+
+    A record still SUBMITTED/RUNNING whose step has ended is stale: the run that owns it did not record
+    the end. Its step's result is settled first (the claim task does that before it claims, and so does
+    the job_records_reconcile DAG); meeting one here means another writer is settling it, so a step that
+    COMPLETED is never re-claimed over its unrecorded result.
+    """
     if item is None:
         return Decision("claim", "no record yet")
     status = item.get("status")
-    same_run = item.get("run_id") == run.run_id
+    mine = same_run(item, run)
+    owner = f"run {item.get('dag_id')}/{item.get('run_id')}"
     if status in IN_FLIGHT:
         step_id, cluster_id = item.get("step_id"), item.get("cluster_id")
         if step_id and cluster_id:
             state = step_state(cluster_id, step_id)
-            if same_run and state in (ACTIVE_STEP_STATES | {"COMPLETED"}):
+            if mine and state in (ACTIVE_STEP_STATES | {"COMPLETED"}):
                 return Decision("resume", f"this run's step {step_id} is {state}")
             if state in ACTIVE_STEP_STATES:
-                return Decision(
-                    "refuse", f"step {step_id} on {cluster_id} is {state} for run {item.get('run_id')}"
-                )
+                return Decision("refuse", f"step {step_id} on {cluster_id} is {state} for {owner}")
+            if state == "COMPLETED":
+                return Decision("refuse", f"step {step_id} of {owner} COMPLETED but its record is still "
+                                          f"{status}: its result must be recorded first")
             return Decision("claim", f"previous step {step_id} ended {state or 'unknown'}")
-        if same_run:
+        if mine:
             return Decision("resume", "this run claimed it and has not added its step yet")
         submitted = item.get("submitted_at")
         if submitted and now - parse_iso(submitted) < claim_timeout:
-            return Decision(
-                "refuse", f"claimed by run {item.get('run_id')} at {submitted}, step not added yet"
-            )
+            return Decision("refuse", f"claimed by {owner} at {submitted}, step not added yet")
         return Decision("claim", f"claim by run {item.get('run_id')} expired without a step")
     if status == COMPLETED and not force:
         return Decision("skip", f"completed by run {item.get('run_id')}; trigger with force to redo")
     return Decision("claim", f"previous status {status}")
+
+
+def is_stale(item: dict[str, Any], run: RunInfo | None, *, now: datetime, claim_timeout: timedelta,
+             step_state: StepStateLookup) -> bool:
+    """An in-flight record whose fate is already known and not recorded: its step ended (apart from this
+    run's own COMPLETED step, which this run records itself), or its claim expired without a step."""
+    if item.get("status") not in IN_FLIGHT:
+        return False
+    mine = run is not None and same_run(item, run)
+    if item.get("step_id") and item.get("cluster_id"):
+        state = step_state(item["cluster_id"], item["step_id"])
+        return state not in ACTIVE_STEP_STATES and not (mine and state == "COMPLETED")
+    submitted = item.get("submitted_at")
+    return not mine and bool(submitted) and now - parse_iso(submitted) >= claim_timeout
 
 
 def _number(value: float | int | None) -> Decimal | None:
@@ -114,6 +139,25 @@ class JobTable:
         return self._table.get_item(Key={"job_date": job_date, "job_name": job_name}, ConsistentRead=True).get(
             "Item"
         )
+
+    def in_flight(self, page_size: int | None = None) -> list[dict[str, Any]]:
+        """Every SUBMITTED or RUNNING record (a filtered scan over every page: the table holds one small
+        item per date and job)."""
+        kwargs: dict[str, Any] = {
+            "FilterExpression": "#s IN (:submitted, :running)",
+            "ExpressionAttributeNames": {"#s": "status"},
+            "ExpressionAttributeValues": {":submitted": SUBMITTED, ":running": RUNNING},
+            "ConsistentRead": True,
+        }
+        if page_size:
+            kwargs["Limit"] = page_size
+        items: list[dict[str, Any]] = []
+        while True:
+            page = self._table.scan(**kwargs)
+            items.extend(page.get("Items", []))
+            if "LastEvaluatedKey" not in page:
+                return items
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
     def _put_if_unchanged(self, new_item: dict[str, Any], old_item: dict[str, Any] | None) -> bool:
         """Optimistic concurrency: write only if nobody wrote since we read."""
@@ -145,8 +189,13 @@ class JobTable:
         claim_timeout: timedelta,
         step_state: StepStateLookup,
         now: datetime | None = None,
+        run_item: str | None = None,
     ) -> Decision:
-        """Claim a date for this run (status SUBMITTED) unless decide() says otherwise."""
+        """Claim a date for this run (status SUBMITTED) unless decide() says otherwise.
+
+        `run_item` (optional) is stored on the record as `run_item`: the run-level item a multi-date run
+        reports through (the notifier's), so its dates are announced together.
+        """
         for _ in range(5):
             item = self.get(job_date, job_name)
             moment = now or utc_now()
@@ -162,6 +211,7 @@ class JobTable:
                 "dag_id": run.dag_id, "run_id": run.run_id, "try_number": run.try_number,
                 "cluster_id": cluster_id, "submitted_at": iso(moment), "updated_at": iso(moment),
                 "attempts": attempts, "version": int((item or {}).get("version", 0)) + 1,
+                "run_item": run_item,
             }
             if self._put_if_unchanged(new_item, item):
                 return decision
@@ -171,17 +221,17 @@ class JobTable:
         self,
         job_date: str,
         job_name: str,
-        run_id: str,
+        run: RunInfo,
         allowed_statuses: Iterable[str],
         changes: dict[str, Any] | Callable[[dict[str, Any]], dict[str, Any]],
         attempt_changes: dict[str, Any] | None = None,
     ) -> bool:
-        """Apply changes (or changes computed from the current record) to this run's record if its status
-        allows; False when it doesn't (no write)."""
+        """Apply changes (or changes computed from the current record) to this run's record (same dag_id
+        and run_id) if its status allows; False when it doesn't (no write)."""
         allowed = set(allowed_statuses)
         for _ in range(5):
             item = self.get(job_date, job_name)
-            if item is None or item.get("run_id") != run_id or item.get("status") not in allowed:
+            if item is None or not same_run(item, run) or item.get("status") not in allowed:
                 return False
             new_values = changes(item) if callable(changes) else changes
             new_item = {**item, **new_values, "updated_at": iso(utc_now()), "version": int(item["version"]) + 1}
@@ -193,37 +243,43 @@ class JobTable:
                 return True
         raise RuntimeError(f"job record {job_name}/{job_date} kept changing under concurrent writers")
 
-    def record_step(self, job_date: str, job_name: str, run_id: str, cluster_id: str, step_id: str) -> bool:
-        return self._update(job_date, job_name, run_id, IN_FLIGHT,
+    def record_step(self, job_date: str, job_name: str, run: RunInfo, cluster_id: str, step_id: str) -> bool:
+        """Record the run's step on its claimed date; False when the date is no longer this run's."""
+        return self._update(job_date, job_name, run, IN_FLIGHT,
                             {"cluster_id": cluster_id, "step_id": step_id}, {"step_id": step_id})
 
-    def mark_running(self, job_date: str, job_name: str, run_id: str, started_at: datetime) -> bool:
-        return self._update(job_date, job_name, run_id, [SUBMITTED],
+    def mark_running(self, job_date: str, job_name: str, run: RunInfo, started_at: datetime) -> bool:
+        return self._update(job_date, job_name, run, [SUBMITTED],
                             {"status": RUNNING, "started_at": iso(started_at)}, {"status": RUNNING})
 
     def finish(
         self,
         job_date: str,
         job_name: str,
-        run_id: str,
+        run: RunInfo,
         *,
         status: str,
         ended_at: datetime,
         rows_written: int | None = None,
         rows_quarantined: int | None = None,
         error: str | None = None,
+        started_at: datetime | None = None,
     ) -> bool:
-        """Write the final status once; a repeat (task retry) finds the status final and writes nothing."""
+        """Write the final status once; a repeat (task retry) finds the status final and writes nothing.
+
+        `started_at` (the step's real start) fills a record that never got its RUNNING write."""
         if status not in (COMPLETED, FAILED):
             raise ValueError(f"final status must be COMPLETED or FAILED, got {status!r}")
 
         def changes(item: dict[str, Any]) -> dict[str, Any]:
-            started = item.get("started_at") or item.get("submitted_at")
-            duration = (ended_at - parse_iso(started)).total_seconds() if started else None
+            started = item.get("started_at") or (iso(started_at) if started_at else None)
+            begun = started or item.get("submitted_at")
+            duration = (ended_at - parse_iso(begun)).total_seconds() if begun else None
             return {"status": status, "ended_at": iso(ended_at), "duration_seconds": _number(duration),
-                    "rows_written": rows_written, "rows_quarantined": rows_quarantined, "error": error}
+                    "started_at": started, "rows_written": rows_written, "rows_quarantined": rows_quarantined,
+                    "error": error}
 
-        return self._update(job_date, job_name, run_id, IN_FLIGHT, changes,
+        return self._update(job_date, job_name, run, IN_FLIGHT, changes,
                             {"status": status, "ended_at": iso(ended_at), "error": error})
 
 

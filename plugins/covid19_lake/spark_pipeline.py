@@ -1,29 +1,36 @@
 """The building block every processing DAG shares: run one Spark job for a set of dates on EMR.
 
-    cluster (find by name | create transient) -> claim dates in the job table -> add ONE step
-    -> wait until it starts -> RUNNING -> wait until it ends -> Glue partitions -> final records
-    -> terminate the transient cluster
+    SETUP     acquire_cluster   the cluster named emr_cluster_name, or a transient one created for the run
+    BODY      claim             the dates in the job table (stale records of ended steps settled first)
+              add_step          ONE step for the claimed dates (a retry finds it), recorded on each date
+              wait_for_start    the step leaves PENDING (deferred to the triggerer, or poking)
+              mark_running      RUNNING, with EMR's start time
+              wait_for_end      the step ends, however it ends
+              add_partitions    Glue partitions of the dates the job summary says COMPLETED
+              record_results    each date's final record from the job summary and the step's real end
+    TEARDOWN  release_cluster   terminates the cluster only if this run created it
 
-The job's JSON summary (written by the Spark job to the lake) says, per date, whether it completed
-and how many rows it wrote and quarantined; the job records and Glue partitions follow it, so one bad
-file in a backfill fails that date only.
+`emr_spark_job` makes these tasks in a TaskGroup; each DAG file chains them in this order, so the file
+reads like the list above. The job's JSON summary (written by the Spark job to the lake, its URI on the
+step's command line) says, per date, whether it completed and how many rows it wrote and quarantined; the
+records and partitions follow it, so one bad file in a backfill fails that date only.
+
+A record whose step ended without its run recording the end (a killed task, a sensor the scheduler
+failed) is settled from the same summary by `settle_stale`: in the claim of the next run that touches
+the date, and by the `job_records_reconcile` DAG.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from datetime import timedelta
+import threading
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, fields
+from datetime import datetime, timedelta
 from typing import Any
 
 from airflow.providers.amazon.aws.hooks.emr import EmrHook
-from airflow.providers.amazon.aws.operators.emr import (
-    EmrCreateJobFlowOperator,
-    EmrTerminateJobFlowOperator,
-)
-from airflow.providers.amazon.aws.sensors.emr import EmrStepSensor
-from airflow.sdk import Asset, TaskGroup, TriggerRule, chain, task
+from airflow.sdk import Asset, TaskGroup, TriggerRule, task
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from covid19_lake import emr, glue, job_table
@@ -37,13 +44,14 @@ def run_info(context: dict[str, Any]) -> job_table.RunInfo:
     return job_table.RunInfo(dag_id=ti.dag_id, run_id=ti.run_id, try_number=int(ti.try_number or 1))
 
 
-def summary_uri(cfg: LakeConfig, job: SparkJob, run_id: str, dates: Sequence[str]) -> str:
-    return lake_paths.join(
-        cfg.lake_uri, "job_summaries", job.name, emr.safe_key(run_id), f"{min(dates)}_{max(dates)}.json"
-    )
+def summary_uri(cfg: LakeConfig, job: SparkJob, run: job_table.RunInfo, dates: Sequence[str]) -> str:
+    return lake_paths.join(cfg.lake_uri, "job_summaries", job.name, emr.safe_key(run.dag_id),
+                           emr.safe_key(run.run_id), f"{min(dates)}_{max(dates)}.json")
 
 
-def read_summary(cfg: LakeConfig, uri: str) -> dict[str, Any] | None:
+def read_summary(cfg: LakeConfig, uri: str | None) -> dict[str, Any] | None:
+    if not uri:
+        return None
     lake = Lake(cfg.aws_conn_id)
     if not lake.exists(uri):
         return None
@@ -85,7 +93,8 @@ class SparkJob:
 
     name: str  # the job table's job_name, e.g. "jhu_daily_reports"
     script: str  # file under spark_jobs_uri
-    # (config, claimed keys, summary URI) -> the job's own arguments after the script
+    # (config, claimed keys, summary URI) -> the job's own arguments after the script; they must pass the
+    # summary URI as --summary-uri (records are settled from the summary the step names).
     arguments: Callable[[LakeConfig, list[str], str], list[str]]
     glue_tables: tuple[str, ...] = ()
     # (claimed keys, summary) -> values of the tables' single partition key to add
@@ -94,170 +103,361 @@ class SparkJob:
     results: Callable[..., dict[str, dict[str, Any]]] = final_statuses
 
 
+# -- EMR steps as the tasks see them -------------------------------------------------------------------
+def emr_hook(cfg: LakeConfig) -> EmrHook:
+    # No emr_conn_id: the transient cluster's RunJobFlow arguments are all in the Variable.
+    return EmrHook(aws_conn_id=cfg.aws_conn_id, emr_conn_id=None)
+
+
+class StepLookup:
+    """DescribeStep once per step for the length of a task, shared by the threads that write records."""
+
+    def __init__(self, hook: EmrHook) -> None:
+        self.hook = hook
+        hook.conn  # noqa: B018 - the client is created once, before threads share it
+        self._steps: dict[tuple[str, str], dict[str, Any] | None] = {}
+        self._lock = threading.Lock()
+
+    def step(self, cluster_id: str, step_id: str) -> dict[str, Any] | None:
+        key = (cluster_id, step_id)
+        with self._lock:
+            if key in self._steps:
+                return self._steps[key]
+        found = emr.describe_step(self.hook, cluster_id, step_id)
+        with self._lock:
+            return self._steps.setdefault(key, found)
+
+    def state(self, cluster_id: str, step_id: str) -> str | None:
+        return state_of(self.step(cluster_id, step_id))
+
+
+def state_of(step: dict[str, Any] | None) -> str | None:
+    return (step or {}).get("Status", {}).get("State")
+
+
+def step_time(step: dict[str, Any] | None, name: str) -> datetime | None:
+    """A moment of the step's timeline (StartDateTime, EndDateTime, CreationDateTime) as an aware datetime."""
+    value = ((step or {}).get("Status", {}).get("Timeline") or {}).get(name)
+    if isinstance(value, str):
+        value = job_table.parse_iso(value)
+    return value
+
+
+def settle_stale(
+    cfg: LakeConfig,
+    jobs: Mapping[str, SparkJob],
+    items: Iterable[dict[str, Any]],
+    steps: StepLookup,
+    *,
+    run: job_table.RunInfo | None = None,
+    now: datetime | None = None,
+) -> dict[tuple[str, str], str]:
+    """Record the known fate of stale records (job_table.is_stale): each (job_date, job_name) settled, with
+    its final status.
+
+    A step that ended: the dates get what its job summary says (COMPLETED with the rows, or FAILED with the
+    reason, EMR's own when the summary has none), and the COMPLETED ones their Glue partitions first, as in
+    a normal run. A claim that expired without a step, or a step EMR no longer knows: FAILED. Each record
+    is finished as the run that claimed it (conditionally: a concurrent writer's result wins, once).
+    """
+    moment = now or job_table.utc_now()
+    claim_timeout = timedelta(minutes=cfg.claim_timeout_minutes)
+    stale = [item for item in items if item.get("job_name") in jobs and job_table.is_stale(
+        item, run, now=moment, claim_timeout=claim_timeout, step_state=steps.state)]
+    groups: dict[tuple[str, str | None, str | None], list[dict[str, Any]]] = {}
+    for item in stale:
+        groups.setdefault((item["job_name"], item.get("cluster_id"), item.get("step_id")), []).append(item)
+    finishes: list[tuple[dict[str, Any], dict[str, Any]]] = []
+    for (job_name, cluster_id, step_id), records in sorted(groups.items(), key=lambda g: str(g[0])):
+        job, keys = jobs[job_name], sorted(r["job_date"] for r in records)
+        step = steps.step(cluster_id, step_id) if cluster_id and step_id else None
+        if not step_id:
+            reason = (f"the claim expired after {cfg.claim_timeout_minutes} minutes without an EMR step "
+                      "(the run stopped before adding it)")
+            results = {key: {"status": job_table.FAILED, "error": reason} for key in keys}
+        elif step is None:
+            reason = f"EMR no longer knows step {step_id} on cluster {cluster_id}"
+            results = {key: {"status": job_table.FAILED, "error": reason} for key in keys}
+        else:
+            summary = read_summary(cfg, emr.step_argument(step, "--summary-uri"))
+            results = job.results(keys, summary, step)
+            values = job.partition_values([k for k in keys if results[k]["status"] == job_table.COMPLETED],
+                                          summary)
+            for table in job.glue_tables if values else ():
+                glue.add_partitions(cfg.glue_database, table, values, cfg.aws_conn_id)
+        ended = step_time(step, "EndDateTime") or moment
+        started = step_time(step, "StartDateTime")
+        for record in records:
+            fields_ = {"status": job_table.FAILED, "rows_written": None, "rows_quarantined": None,
+                       **results[record["job_date"]], "ended_at": ended, "started_at": started}
+            finishes.append((record, fields_))
+            print(f"{job_name} {record['job_date']}: settled {fields_['status']} for run "
+                  f"{record.get('dag_id')}/{record.get('run_id')} (step {step_id or '-'} "
+                  f"{state_of(step) or 'none'}){': ' + fields_['error'] if fields_.get('error') else ''}")
+    keyed = {f"{r['job_name']}/{r['job_date']}": (r, f) for r, f in finishes}
+    job_table.for_each_date(cfg.job_table, cfg.aws_conn_id, list(keyed),
+                            lambda table, key: _finish_as_owner(table, *keyed[key]))
+    return {(r["job_date"], r["job_name"]): f["status"] for r, f in keyed.values()}
+
+
+def _finish_as_owner(table: job_table.JobTable, record: dict[str, Any], result: dict[str, Any]) -> bool:
+    owner = job_table.RunInfo(record.get("dag_id", ""), record.get("run_id", ""))
+    return table.finish(record["job_date"], record["job_name"], owner, **result)
+
+
+# -- the tasks ----------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class SparkJobTasks:
+    """The tasks of one Spark job run, in the order the DAG chains them (see the module's docstring)."""
+
+    # SETUP
+    acquire_cluster: Any
+    # BODY
+    claim: Any
+    add_step: Any
+    wait_for_start: Any
+    mark_running: Any
+    wait_for_end: Any
+    add_partitions: Any
+    record_results: Any
+    # TEARDOWN
+    release_cluster: Any
+
+    def in_order(self) -> list[Any]:
+        return [getattr(self, f.name) for f in fields(self)]
+
+
+def step_sensor_kwargs(settings: ParseTimeSettings) -> dict[str, Any]:
+    """How the EMR step sensors wait (docs/configuration.md): deferred to the triggerer or poking, every
+    COVID19_LAKE_SENSOR_POKE_SECONDS, for at most the step's time limit either way. Never rescheduled
+    (it races the scheduler), and operators.default_deferrable does not change the choice."""
+    return {
+        "deferrable": settings.sensor_mode == "deferrable",
+        "mode": "poke",
+        "poke_interval": settings.sensor_poke_seconds,
+        "timeout": settings.step_timeout_seconds,
+        "max_attempts": settings.step_sensor_attempts,
+    }
+
+
 def emr_spark_job(
     job: SparkJob,
     dates: Any,
     *,
     outlets: Sequence[Asset] = (),
     group_id: str = "spark_job",
-) -> TaskGroup:
-    """Wire the shared tasks for `job` over `dates` (an XComArg of ISO dates) into a TaskGroup."""
+) -> SparkJobTasks:
+    """Make the shared tasks for `job` over `dates` (an XComArg of ISO dates) in a TaskGroup; the DAG file
+    chains them (SparkJobTasks lists them in order). Data flows between them as XComArgs only."""
     settings = ParseTimeSettings.from_env()
-    # A step that FAILED stays FAILED: retrying its sensor would only delay the FAILED record.
-    sensor_kwargs = {"poke_interval": settings.sensor_poke_seconds, "mode": settings.sensor_mode, "retries": 0}
-    step_id = f"{{{{ ti.xcom_pull(task_ids='{group_id}.add_step')[0] }}}}"
+    sensor_kwargs = step_sensor_kwargs(settings)
 
-    with TaskGroup(group_id=group_id) as group:
+    with TaskGroup(group_id=group_id):
 
-        @task.branch
-        def choose_cluster(**context) -> str:
+        @task(multiple_outputs=True)
+        def acquire_cluster(**context) -> dict[str, Any]:
+            """The EMR cluster to run on: {"id", "created"} (created: a transient cluster of this run)."""
             cfg = LakeConfig.load()
-            context["ti"].xcom_push(key="job_flow_overrides", value=cfg.emr_job_flow_overrides)
-            return f"{group_id}.{'create_cluster' if cfg.emr_cluster_mode == 'transient' else 'find_cluster'}"
-
-        @task
-        def find_cluster() -> str:
-            cfg = LakeConfig.load()
-            cluster_id = EmrHook(aws_conn_id=cfg.aws_conn_id).get_cluster_id_by_name(
-                cfg.emr_cluster_name, emr.CLUSTER_LOOKUP_STATES
-            )
+            hook = emr_hook(cfg)
+            if cfg.emr_cluster_mode == "transient":
+                overrides = cfg.emr_job_flow_overrides
+                ti = context["ti"]
+                tag = emr.run_tag(ti.dag_id, ti.run_id)
+                cluster_id = emr.find_run_cluster(hook, overrides.get("Name", ""), tag)
+                if cluster_id:
+                    print(f"transient cluster {cluster_id} was created by an earlier try of this run")
+                else:
+                    cluster_id = emr.create_run_cluster(hook, overrides, tag)
+                    print(f"created transient cluster {cluster_id} ({overrides.get('Name')})")
+                return {"id": cluster_id, "created": True}
+            cluster_id = hook.get_cluster_id_by_name(cfg.emr_cluster_name, emr.CLUSTER_LOOKUP_STATES)
             if not cluster_id:
                 raise AirflowFailException(
                     f"No EMR cluster named {cfg.emr_cluster_name!r} in {emr.CLUSTER_LOOKUP_STATES}; start one "
                     "or set emr_cluster_mode to 'transient' in the covid19_lake Variable"
                 )
-            return cluster_id
+            print(f"found cluster {cluster_id} named {cfg.emr_cluster_name!r}")
+            return {"id": cluster_id, "created": False}
 
-        chosen = choose_cluster()
-        create_cluster = EmrCreateJobFlowOperator(
-            task_id="create_cluster", job_flow_overrides=chosen["job_flow_overrides"]
-        )
-
-        @task(trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS)
-        def cluster_id(**context) -> str:
-            ti = context["ti"]
-            found = ti.xcom_pull(task_ids=f"{group_id}.find_cluster")
-            return found or ti.xcom_pull(task_ids=f"{group_id}.create_cluster")
-
-        @task
-        def claim(dates: list[str], cluster: str, **context) -> dict[str, list[str]]:
+        @task(multiple_outputs=True)
+        def claim(dates: list[str] | None, cluster_id: str, **context) -> dict[str, Any]:
+            """Claim each date for this run; {"dates": claimed or resumed, "decisions": date -> why}."""
             cfg = LakeConfig.load()
             force = bool(context["params"].get("force", False))
-            hook = EmrHook(aws_conn_id=cfg.aws_conn_id)
-            hook.conn  # noqa: B018 - the client is created once, before the threads share it
             run = run_info(context)
-            outcome: dict[str, list[str]] = {"claim": [], "resume": [], "skip": [], "refuse": []}
+            days = sorted(set(dates or []))
+            steps = StepLookup(emr_hook(cfg))
+            items = job_table.for_each_date(cfg.job_table, cfg.aws_conn_id, days,
+                                            lambda table, day: table.get(day, job.name))
+            settled = settle_stale(cfg, {job.name: job}, [i for i in items.values() if i], steps, run=run)
             decisions = job_table.for_each_date(
-                cfg.job_table, cfg.aws_conn_id, sorted(set(dates)),
+                cfg.job_table, cfg.aws_conn_id, days,
                 lambda table, day: table.claim(
-                    day, job.name, run, cluster_id=cluster, force=force,
-                    claim_timeout=timedelta(minutes=cfg.claim_timeout_minutes),
-                    step_state=lambda c, s: emr.step_state(hook, c, s),
+                    day, job.name, run, cluster_id=cluster_id, force=force,
+                    claim_timeout=timedelta(minutes=cfg.claim_timeout_minutes), step_state=steps.state,
                 ),
             )
+            outcome: dict[str, str] = {}
             for day, decision in decisions.items():
-                print(f"{job.name} {day}: {decision.action} ({decision.reason})")
-                outcome[decision.action].append(day)
-            claimed = sorted(outcome["claim"] + outcome["resume"])
+                before = f"settled {settled[(day, job.name)]}, then " if (day, job.name) in settled else ""
+                outcome[day] = f"{before}{decision.action} ({decision.reason})"
+                print(f"{job.name} {day}: {outcome[day]}")
+            claimed = sorted(day for day, d in decisions.items() if d.action in ("claim", "resume"))
             if not claimed:
-                raise AirflowSkipException(f"nothing to run for {job.name}: {outcome}")
-            return {"dates": claimed, **outcome}
+                context["ti"].xcom_push(key="decisions", value=outcome)
+                raise AirflowSkipException(nothing_to_run(job.name, outcome))
+            return {"dates": claimed, "decisions": outcome}
+
+        @task(multiple_outputs=True)
+        def add_step(cluster_id: str, dates: list[str], **context) -> dict[str, str]:
+            """ONE step for the claimed dates (a retry finds the one it added), recorded on every date:
+            {"cluster_id", "step_id"}."""
+            cfg = LakeConfig.load()
+            run = run_info(context)
+            name = emr.step_name(job.name, min(dates), max(dates), run.dag_id, run.run_id)
+            arguments = job.arguments(cfg, dates, summary_uri(cfg, job, run, dates))
+            step = emr.spark_submit_step(name, cfg.spark_jobs_uri, job.script, arguments,
+                                         deploy_mode=cfg.spark_deploy_mode)
+            hook = emr_hook(cfg)
+            step_id, added = emr.add_step_once(hook, cluster_id, step)
+            print(f"{'added' if added else 'found the earlier try s'} step {step_id} ({name}) on {cluster_id}")
+            recorded = job_table.for_each_date(cfg.job_table, cfg.aws_conn_id, dates, lambda table, day: (
+                table.record_step(day, job.name, run, cluster_id, step_id)))
+            lost = sorted(day for day, ok in recorded.items() if not ok)
+            if lost:
+                # Another run took these dates over (their claim had expired): this step must not run
+                # beside that run's. Cancel it, and fail the dates this run still holds.
+                answer = emr.cancel_step(hook, cluster_id, step_id)
+                reason = (f"step {step_id} cancelled ({answer}): {len(lost)} of its dates were claimed by "
+                          f"another run before the step was recorded: {lost}")
+                ended = job_table.utc_now()
+                job_table.for_each_date(cfg.job_table, cfg.aws_conn_id, [d for d in dates if d not in lost],
+                                        lambda table, day: table.finish(day, job.name, run, status=job_table.FAILED,
+                                                                        ended_at=ended, error=reason))
+                raise AirflowFailException(reason)
+            return {"cluster_id": cluster_id, "step_id": step_id}
 
         @task
-        def build_step(claimed: dict[str, list[str]], **context) -> list[dict[str, Any]]:
+        def mark_running(cluster_id: str, step_id: str, dates: list[str], **context) -> str | None:
+            """RUNNING with EMR's start time (nothing to write for a step that ended without running)."""
             cfg = LakeConfig.load()
-            days = claimed["dates"]
-            run_id = context["ti"].run_id
-            name = emr.step_name(job.name, min(days), max(days), run_id)
-            arguments = job.arguments(cfg, days, summary_uri(cfg, job, run_id, days))
-            return [emr.spark_submit_step(name, cfg.spark_jobs_uri, job.script, arguments,
-                                          deploy_mode=cfg.spark_deploy_mode)]
-
-        cluster = cluster_id()
-        claimed = claim(dates, cluster)
-        steps = build_step(claimed)
-        # Not deferrable even where operators.default_deferrable is on (MWAA): a deferred add-steps
-        # waits for the step to END, and the RUNNING record must be written while it runs.
-        add_step = emr.IdempotentEmrAddStepsOperator(task_id="add_step", job_flow_id=cluster, steps=steps,
-                                                     deferrable=False)
-
-        @task
-        def record_step(claimed: dict[str, list[str]], cluster: str, step_ids: list[str], **context) -> None:
-            cfg = LakeConfig.load()
-            job_table.for_each_date(cfg.job_table, cfg.aws_conn_id, claimed["dates"], lambda table, day: (
-                table.record_step(day, job.name, context["ti"].run_id, cluster, step_ids[0])))
-
-        wait_for_start = EmrStepSensor(
-            task_id="wait_for_start", job_flow_id=cluster, step_id=step_id,
-            target_states=["RUNNING", "COMPLETED"], deferrable=False, **sensor_kwargs,
-        )
-
-        @task
-        def mark_running(claimed: dict[str, list[str]], cluster: str, step_ids: list[str], **context) -> None:
-            cfg = LakeConfig.load()
-            step = EmrHook(aws_conn_id=cfg.aws_conn_id).conn.describe_step(ClusterId=cluster, StepId=step_ids[0])
-            started = step["Step"]["Status"]["Timeline"].get("StartDateTime") or job_table.utc_now()
-            job_table.for_each_date(cfg.job_table, cfg.aws_conn_id, claimed["dates"], lambda table, day: (
-                table.mark_running(day, job.name, context["ti"].run_id, started)))
-
-        wait_for_end = EmrStepSensor(task_id="wait_for_end", job_flow_id=cluster, step_id=step_id,
-                                     **sensor_kwargs)
+            step = emr.describe_step(emr_hook(cfg), cluster_id, step_id)
+            started = step_time(step, "StartDateTime")
+            if started is None:
+                print(f"step {step_id} is {state_of(step)} and never ran: no RUNNING record")
+                return None
+            run = run_info(context)
+            job_table.for_each_date(cfg.job_table, cfg.aws_conn_id, dates, lambda table, day: (
+                table.mark_running(day, job.name, run, started)))
+            return job_table.iso(started)
 
         @task(trigger_rule=TriggerRule.ALL_DONE)
-        def add_partitions(claimed: dict[str, list[str]] | None, **context) -> dict[str, dict[str, int]]:
-            if not claimed:
-                raise AirflowSkipException("no dates were claimed")
+        def add_partitions(cluster_id: str | None, step_id: str | None, dates: list[str] | None,
+                           ) -> dict[str, dict[str, int]]:
+            if not dates or not cluster_id or not step_id:
+                raise AirflowSkipException("no step ran for this run")
             cfg = LakeConfig.load()
-            summary = read_summary(cfg, summary_uri(cfg, job, context["ti"].run_id, claimed["dates"]))
-            values = job.partition_values(claimed["dates"], summary)
+            step = emr.describe_step(emr_hook(cfg), cluster_id, step_id)
+            if state_of(step) in job_table.ACTIVE_STEP_STATES:
+                raise AirflowSkipException(f"step {step_id} is still {state_of(step)}: its partitions are "
+                                           "added when its end is recorded")
+            summary = read_summary(cfg, emr.step_argument(step, "--summary-uri"))
+            values = job.partition_values(dates, summary)
             if not values:
                 raise AirflowSkipException("the job completed no partition")
             return {table: glue.add_partitions(cfg.glue_database, table, values, cfg.aws_conn_id)
                     for table in job.glue_tables}
 
-        @task.branch(trigger_rule=TriggerRule.ALL_DONE)
-        def after_job(**context) -> list[str]:
-            created = context["ti"].xcom_pull(task_ids=f"{group_id}.create_cluster")
-            follow = [f"{group_id}.record_results"]
-            return [f"{group_id}.terminate_cluster", *follow] if created else follow
-
-        terminate_cluster = EmrTerminateJobFlowOperator(
-            task_id="terminate_cluster", job_flow_id=create_cluster.output, trigger_rule=TriggerRule.ALL_DONE
-        )
-
         @task(trigger_rule=TriggerRule.ALL_DONE, outlets=list(outlets))
-        def record_results(claimed: dict[str, list[str]] | None, cluster: str | None,
-                           step_ids: list[str] | None, **context) -> dict[str, Any]:
-            if not claimed:
-                raise AirflowSkipException("no dates were claimed")
+        def record_results(cluster_id: str | None, step_id: str | None, dates: list[str] | None,
+                           decisions: dict[str, str] | None, **context) -> dict[str, Any]:
+            """Each date's final record; fails the run when a date FAILED, skips when nothing was run."""
+            if not dates:
+                raise AirflowSkipException(nothing_to_run(job.name, decisions or {}))
             cfg = LakeConfig.load()
-            run_id = context["ti"].run_id
-            step = None
-            if cluster and step_ids:
-                step = EmrHook(aws_conn_id=cfg.aws_conn_id).conn.describe_step(
-                    ClusterId=cluster, StepId=step_ids[0])["Step"]
-            if step and step["Status"]["State"] in job_table.ACTIVE_STEP_STATES:
-                raise AirflowFailException(f"step {step['Id']} is still {step['Status']['State']}")
-            summary = read_summary(cfg, summary_uri(cfg, job, run_id, claimed["dates"]))
-            results = job.results(claimed["dates"], summary, step or _missing_step(cluster, step_ids))
-            ended = job_table.utc_now()
+            run = run_info(context)
+            hook = emr_hook(cfg)
+            if not step_id:
+                # add_step did not finish; it may still have added and recorded the step before it stopped.
+                items = job_table.for_each_date(cfg.job_table, cfg.aws_conn_id, dates,
+                                                lambda table, day: table.get(day, job.name))
+                recorded = sorted({(i["cluster_id"], i["step_id"]) for i in items.values()
+                                   if i and job_table.same_run(i, run) and i.get("step_id") and i.get("cluster_id")})
+                cluster_id, step_id = recorded[0] if recorded else (None, None)
+            step = emr.describe_step(hook, cluster_id, step_id) if cluster_id and step_id else None
+            error = None
+            if state_of(step) in job_table.ACTIVE_STEP_STATES:
+                began = step_time(step, "StartDateTime") or step_time(step, "CreationDateTime")
+                if began is None or job_table.utc_now() - began < timedelta(seconds=settings.step_timeout_seconds):
+                    raise AirflowFailException(
+                        f"step {step_id} is still {state_of(step)}: its {len(dates)} dates stay "
+                        f"{job_table.RUNNING if step_time(step, 'StartDateTime') else job_table.SUBMITTED} until "
+                        "its end is recorded by the next run of these dates or by job_records_reconcile")
+                answer = emr.cancel_step(hook, cluster_id, step_id)
+                error = (f"EMR step {step_id} ran longer than the step time limit of "
+                         f"{settings.step_timeout_minutes:g} minutes (COVID19_LAKE_STEP_TIMEOUT_MINUTES) and was "
+                         f"cancelled ({answer})")
+            if error:
+                results = {day: {"status": job_table.FAILED, "rows_written": None, "rows_quarantined": None,
+                                 "error": error} for day in dates}
+            else:
+                summary = read_summary(cfg, emr.step_argument(step, "--summary-uri"))
+                results = job.results(dates, summary, step or _missing_step(cluster_id, step_id))
+            ended = step_time(step, "EndDateTime") or job_table.utc_now()
+            started = step_time(step, "StartDateTime")
             job_table.for_each_date(cfg.job_table, cfg.aws_conn_id, list(results), lambda table, day: (
-                table.finish(day, job.name, run_id, ended_at=ended, **results[day])))
+                table.finish(day, job.name, run, ended_at=ended, started_at=started, **results[day])))
             failed = {d: r["error"] for d, r in results.items() if r["status"] == job_table.FAILED}
             if failed:
                 raise AirflowFailException(f"{len(failed)} of {len(results)} dates failed: {failed}")
-            return {"dates": len(results), "summary_totals": (summary or {}).get("totals")}
+            return {"dates": len(results), "step_id": step_id}
 
-        results = record_results(claimed, cluster, add_step.output)
-        chain(chosen, [find_cluster(), create_cluster], cluster, claimed, steps, add_step,
-              record_step(claimed, cluster, add_step.output), wait_for_start,
-              mark_running(claimed, cluster, add_step.output), wait_for_end,
-              add_partitions(claimed), after_job(), [terminate_cluster, results])
-        terminate_cluster >> results
-    return group
+        @task
+        def release_cluster(cluster: dict[str, Any] | None) -> str:
+            """Terminate the cluster if this run created it; a cluster found by name is left running."""
+            if not cluster or not cluster.get("created"):
+                raise AirflowSkipException(f"cluster {(cluster or {}).get('id')} was found by name: left running")
+            cfg = LakeConfig.load()
+            emr_hook(cfg).conn.terminate_job_flows(JobFlowIds=[cluster["id"]])
+            print(f"terminating transient cluster {cluster['id']}")
+            return cluster["id"]
+
+        # Only claim reads the setup's output: tasks that run whatever happened (ALL_DONE) must not
+        # follow a setup task directly, so they learn the cluster from add_step (or the job records).
+        cluster = acquire_cluster()
+        claimed = claim(dates, cluster["id"])
+        step = add_step(cluster["id"], claimed["dates"])
+        wait_for_start = emr.EmrStepStateSensor(
+            task_id="wait_for_start", job_flow_id=step["cluster_id"], step_id=step["step_id"],
+            target_states=list(emr.STEP_STARTED_STATES), **sensor_kwargs)
+        wait_for_end = emr.EmrStepStateSensor(
+            task_id="wait_for_end", job_flow_id=step["cluster_id"], step_id=step["step_id"],
+            target_states=list(emr.STEP_TERMINAL_STATES), **sensor_kwargs)
+        release = release_cluster(cluster).operator.as_teardown(setups=cluster.operator)
+        return SparkJobTasks(
+            acquire_cluster=cluster.operator,
+            claim=claimed.operator,
+            add_step=step.operator,
+            wait_for_start=wait_for_start,
+            mark_running=mark_running(step["cluster_id"], step["step_id"], claimed["dates"]).operator,
+            wait_for_end=wait_for_end,
+            add_partitions=add_partitions(step["cluster_id"], step["step_id"], claimed["dates"]).operator,
+            record_results=record_results(step["cluster_id"], step["step_id"], claimed["dates"],
+                                          claimed["decisions"]).operator,
+            release_cluster=release,
+        )
 
 
-def _missing_step(cluster: str | None, step_ids: list[str] | None) -> dict[str, Any]:
+def nothing_to_run(job_name: str, decisions: Mapping[str, str]) -> str:
+    """The skip message of a run that processed none of its dates, naming each date's decision."""
+    if not decisions:
+        return f"nothing to run for {job_name}: no dates were asked for"
+    shown = "; ".join(f"{day}: {why}" for day, why in sorted(decisions.items())[:20])
+    more = f"; and {len(decisions) - 20} more" if len(decisions) > 20 else ""
+    return f"nothing to run for {job_name}: none of its {len(decisions)} dates was claimed: {shown}{more}"
+
+
+def _missing_step(cluster: str | None, step_id: str | None) -> dict[str, Any]:
     """A stand-in when no step was added: the dates failed before EMR was involved."""
-    reason = "no cluster was found or created" if not cluster else "the EMR step was not added"
-    return {"Id": (step_ids or ["-"])[0], "Status": {"State": "FAILED", "StateChangeReason": {"Message": reason}}}
+    reason = "the EMR step was not added" + ("" if cluster else " (no cluster was found or created)")
+    return {"Id": step_id or "-", "Status": {"State": "FAILED", "StateChangeReason": {"Message": reason}}}

@@ -1,0 +1,49 @@
+"""Parse-time settings: the sensor mode, the step time limit behind the sensors' attempts, catchup."""
+
+from __future__ import annotations
+
+import pytest
+
+from covid19_lake.config import ParseTimeSettings
+from covid19_lake.spark_pipeline import step_sensor_kwargs
+
+
+def test_defaults_defer_the_step_sensors_for_six_hours_and_keep_catchup_off():
+    settings = ParseTimeSettings.from_env({})
+    assert settings.sensor_mode == "deferrable" and settings.jhu_catchup is False
+    kwargs = step_sensor_kwargs(settings)
+    assert kwargs["deferrable"] is True and kwargs["mode"] == "poke" and kwargs["poke_interval"] == 60
+    assert kwargs["timeout"] == 6 * 3600
+    # The provider's default of 60 attempts would give up after an hour.
+    assert kwargs["max_attempts"] == 360
+
+
+def test_max_attempts_cover_the_configured_step_time_limit():
+    settings = ParseTimeSettings.from_env({"COVID19_LAKE_SENSOR_POKE_SECONDS": "7",
+                                           "COVID19_LAKE_STEP_TIMEOUT_MINUTES": "100"})
+    assert settings.step_sensor_attempts == 858  # ceil(6000 / 7)
+    assert settings.step_sensor_attempts * 7 >= 6000 > (settings.step_sensor_attempts - 1) * 7
+
+
+def test_poke_mode_keeps_the_sensors_in_their_worker():
+    kwargs = step_sensor_kwargs(ParseTimeSettings.from_env({"COVID19_LAKE_SENSOR_MODE": "poke"}))
+    assert kwargs["deferrable"] is False and kwargs["mode"] == "poke"
+
+
+def test_reschedule_is_refused_with_the_reason():
+    with pytest.raises(ValueError, match=r"race the Airflow 3\.3 scheduler"):
+        ParseTimeSettings.from_env({"COVID19_LAKE_SENSOR_MODE": "reschedule"})
+    with pytest.raises(ValueError, match="one of"):
+        ParseTimeSettings.from_env({"COVID19_LAKE_SENSOR_MODE": "sometimes"})
+    with pytest.raises(ValueError, match="at least 1"):
+        ParseTimeSettings.from_env({"COVID19_LAKE_SENSOR_POKE_SECONDS": "0.5"})
+
+
+@pytest.mark.parametrize(("raw", "expected"), [("true", True), ("1", True), ("False", False), ("", False)])
+def test_catchup_is_a_flag(raw, expected):
+    assert ParseTimeSettings.from_env({"COVID19_LAKE_JHU_CATCHUP": raw}).jhu_catchup is expected
+
+
+def test_catchup_rejects_anything_else():
+    with pytest.raises(ValueError, match="COVID19_LAKE_JHU_CATCHUP must be true or false"):
+        ParseTimeSettings.from_env({"COVID19_LAKE_JHU_CATCHUP": "maybe"})
