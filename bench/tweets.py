@@ -3,14 +3,16 @@
     .venv/bin/python bench/tweets.py [--tweets 1000000] [--master local[2]] [--driver-memory 4g]
 
 Generates stream-shaped lines (5% duplicates, 1% malformed, 20% with a place) over 24 arrival hours into
-a temporary lake, runs the job once for that day and prints rows, seconds, tweets/s and the peak RSS of
-the Spark JVM (VmHWM) and of this Python process.
+a temporary lake, runs the job once for that day and prints rows, seconds, tweets/s, the Spark JVM's CPU
+seconds over the job (tweets per CPU-second holds up better than wall time on a shared machine; the load
+average is printed next to it) and the peak RSS of the Spark JVM (VmHWM) and of this Python process.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import resource
 import shutil
@@ -76,6 +78,12 @@ def vm_hwm_mib(pid: int) -> float:
     return float("nan")
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (all its threads: Spark's local executors are JVM threads)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--tweets", type=int, default=1_000_000)
@@ -96,15 +104,19 @@ def main() -> None:
             "spark.sql.shuffle.partitions": "8"})
         spark.sparkContext.setLogLevel("ERROR")
         args = job.parse_args(["--lake", str(work / "lake"), "--start-date", "2021-03-02"])
+        jvm_pid = spark.sparkContext._jvm.java.lang.ProcessHandle.current().pid()
+        load_before, cpu_before = os.getloadavg()[0], cpu_seconds(jvm_pid)
         t1 = time.monotonic()
         summary = job.run(spark, args)
         seconds = time.monotonic() - t1
+        cpu = cpu_seconds(jvm_pid) - cpu_before
         day = summary["dates"]["2021-03-02"]
-        jvm_pid = spark.sparkContext._jvm.java.lang.ProcessHandle.current().pid()
         print(json.dumps(day, indent=1))
         print(f"master={opts.master} driver_memory={opts.driver_memory}")
         print(f"rows_read={day['rows_read']} rows_written={day['rows_written']} seconds={seconds:.1f}")
         print(f"tweets_per_second={day['rows_read'] / seconds:.0f}")
+        print(f"jvm_cpu_seconds={cpu:.1f} tweets_per_cpu_second={day['rows_read'] / cpu:.0f} "
+              f"load_average_1m before={load_before:.1f} after={os.getloadavg()[0]:.1f} cores={os.cpu_count()}")
         print(f"peak_jvm_rss_mib={vm_hwm_mib(jvm_pid):.0f} "
               f"peak_python_rss_mib={resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f}")
         spark.stop()
