@@ -313,29 +313,8 @@ def emr_spark_job(
             """ONE step for the claimed dates (a retry finds the one it added), recorded on every date:
             {"cluster_id", "step_id"}."""
             cfg = LakeConfig.load()
-            run = run_info(context)
-            name = emr.step_name(job.name, min(dates), max(dates), run.dag_id, run.run_id)
-            arguments = job.arguments(cfg, dates, summary_uri(cfg, job, run, dates))
-            step = emr.spark_submit_step(name, cfg.spark_jobs_uri, job.script, arguments,
-                                         deploy_mode=cfg.spark_deploy_mode)
-            hook = emr_hook(cfg)
-            step_id, added = emr.add_step_once(hook, cluster_id, step)
-            print(f"{'added' if added else 'found the earlier try s'} step {step_id} ({name}) on {cluster_id}")
-            recorded = job_table.for_each_date(cfg.job_table, cfg.aws_conn_id, dates, lambda table, day: (
-                table.record_step(day, job.name, run, cluster_id, step_id)))
-            lost = sorted(day for day, ok in recorded.items() if not ok)
-            if lost:
-                # Another run took these dates over (their claim had expired): this step must not run
-                # beside that run's. Cancel it, and fail the dates this run still holds.
-                answer = emr.cancel_step(hook, cluster_id, step_id)
-                reason = (f"step {step_id} cancelled ({answer}): {len(lost)} of its dates were claimed by "
-                          f"another run before the step was recorded: {lost}")
-                ended = job_table.utc_now()
-                job_table.for_each_date(cfg.job_table, cfg.aws_conn_id, [d for d in dates if d not in lost],
-                                        lambda table, day: table.finish(day, job.name, run, status=job_table.FAILED,
-                                                                        ended_at=ended, error=reason))
-                raise AirflowFailException(reason)
-            return {"cluster_id": cluster_id, "step_id": step_id}
+            return {"cluster_id": cluster_id,
+                    "step_id": submit_step(cfg, job, run_info(context), cluster_id, dates, emr_hook(cfg))}
 
         @task
         def mark_running(cluster_id: str, step_id: str, dates: list[str], **context) -> str | None:
@@ -375,42 +354,8 @@ def emr_spark_job(
             if not dates:
                 raise AirflowSkipException(nothing_to_run(job.name, decisions or {}))
             cfg = LakeConfig.load()
-            run = run_info(context)
-            hook = emr_hook(cfg)
-            if not step_id:
-                # add_step did not finish; it may still have added and recorded the step before it stopped.
-                items = job_table.for_each_date(cfg.job_table, cfg.aws_conn_id, dates,
-                                                lambda table, day: table.get(day, job.name))
-                recorded = sorted({(i["cluster_id"], i["step_id"]) for i in items.values()
-                                   if i and job_table.same_run(i, run) and i.get("step_id") and i.get("cluster_id")})
-                cluster_id, step_id = recorded[0] if recorded else (None, None)
-            step = emr.describe_step(hook, cluster_id, step_id) if cluster_id and step_id else None
-            error = None
-            if state_of(step) in job_table.ACTIVE_STEP_STATES:
-                began = step_time(step, "StartDateTime") or step_time(step, "CreationDateTime")
-                if began is None or job_table.utc_now() - began < timedelta(seconds=settings.step_timeout_seconds):
-                    raise AirflowFailException(
-                        f"step {step_id} is still {state_of(step)}: its {len(dates)} dates stay "
-                        f"{job_table.RUNNING if step_time(step, 'StartDateTime') else job_table.SUBMITTED} until "
-                        "its end is recorded by the next run of these dates or by job_records_reconcile")
-                answer = emr.cancel_step(hook, cluster_id, step_id)
-                error = (f"EMR step {step_id} ran longer than the step time limit of "
-                         f"{settings.step_timeout_minutes:g} minutes (COVID19_LAKE_STEP_TIMEOUT_MINUTES) and was "
-                         f"cancelled ({answer})")
-            if error:
-                results = {day: {"status": job_table.FAILED, "rows_written": None, "rows_quarantined": None,
-                                 "error": error} for day in dates}
-            else:
-                summary = read_summary(cfg, emr.step_argument(step, "--summary-uri"))
-                results = job.results(dates, summary, step or _missing_step(cluster_id, step_id))
-            ended = step_time(step, "EndDateTime") or job_table.utc_now()
-            started = step_time(step, "StartDateTime")
-            job_table.for_each_date(cfg.job_table, cfg.aws_conn_id, list(results), lambda table, day: (
-                table.finish(day, job.name, run, ended_at=ended, started_at=started, **results[day])))
-            failed = {d: r["error"] for d, r in results.items() if r["status"] == job_table.FAILED}
-            if failed:
-                raise AirflowFailException(f"{len(failed)} of {len(results)} dates failed: {failed}")
-            return {"dates": len(results), "step_id": step_id}
+            return record_run_results(cfg, job, run_info(context), cluster_id, step_id, dates, emr_hook(cfg),
+                                      step_timeout=timedelta(seconds=settings.step_timeout_seconds))
 
         @task
         def release_cluster(cluster: dict[str, Any] | None) -> str:
@@ -446,6 +391,75 @@ def emr_spark_job(
                                           claimed["decisions"]).operator,
             release_cluster=release,
         )
+
+
+def submit_step(cfg: LakeConfig, job: SparkJob, run: job_table.RunInfo, cluster_id: str, dates: list[str],
+                hook: EmrHook) -> str:
+    """Add ONE step for the claimed dates unless this run's earlier try did, and record it on every date;
+    its id. If a date is no longer this run's (another run took over its expired claim) the step is
+    cancelled, this run's other dates are recorded FAILED and the task fails: never two steps for a date."""
+    name = emr.step_name(job.name, min(dates), max(dates), run.dag_id, run.run_id)
+    arguments = job.arguments(cfg, dates, summary_uri(cfg, job, run, dates))
+    step = emr.spark_submit_step(name, cfg.spark_jobs_uri, job.script, arguments, deploy_mode=cfg.spark_deploy_mode)
+    step_id, added = emr.add_step_once(hook, cluster_id, step)
+    print(f"{'added' if added else 'found the earlier try s'} step {step_id} ({name}) on {cluster_id}")
+    recorded = job_table.for_each_date(cfg.job_table, cfg.aws_conn_id, dates, lambda table, day: (
+        table.record_step(day, job.name, run, cluster_id, step_id)))
+    lost = sorted(day for day, ok in recorded.items() if not ok)
+    if not lost:
+        return step_id
+    answer = emr.cancel_step(hook, cluster_id, step_id)
+    reason = (f"step {step_id} cancelled ({answer}): {len(lost)} of its dates were claimed by another run "
+              f"before the step was recorded: {lost}")
+    ended = job_table.utc_now()
+    job_table.for_each_date(cfg.job_table, cfg.aws_conn_id, [d for d in dates if d not in lost],
+                            lambda table, day: table.finish(day, job.name, run, status=job_table.FAILED,
+                                                            ended_at=ended, error=reason))
+    raise AirflowFailException(reason)
+
+
+def record_run_results(cfg: LakeConfig, job: SparkJob, run: job_table.RunInfo, cluster_id: str | None,
+                       step_id: str | None, dates: list[str], hook: EmrHook, *,
+                       step_timeout: timedelta) -> dict[str, Any]:
+    """Write each claimed date's final record from the step's real end and its job summary.
+
+    Without a step id (add_step did not finish) the step recorded on the dates is used, if any. A step
+    still running leaves the records as they are and fails (the next run of the dates or
+    job_records_reconcile records its end), unless it has run past `step_timeout`: then it is cancelled
+    and its dates recorded FAILED. Any FAILED date fails the task.
+    """
+    if not step_id:
+        items = job_table.for_each_date(cfg.job_table, cfg.aws_conn_id, dates,
+                                        lambda table, day: table.get(day, job.name))
+        recorded = sorted({(i["cluster_id"], i["step_id"]) for i in items.values()
+                           if i and job_table.same_run(i, run) and i.get("step_id") and i.get("cluster_id")})
+        cluster_id, step_id = recorded[0] if recorded else (cluster_id, None)
+    step = emr.describe_step(hook, cluster_id, step_id) if cluster_id and step_id else None
+    error = None
+    if state_of(step) in job_table.ACTIVE_STEP_STATES:
+        began = step_time(step, "StartDateTime") or step_time(step, "CreationDateTime")
+        if began is None or job_table.utc_now() - began < step_timeout:
+            status = job_table.RUNNING if step_time(step, "StartDateTime") else job_table.SUBMITTED
+            raise AirflowFailException(
+                f"step {step_id} is still {state_of(step)}: its {len(dates)} dates stay {status} until its end "
+                "is recorded by the next run of these dates or by job_records_reconcile")
+        answer = emr.cancel_step(hook, cluster_id, step_id)
+        error = (f"EMR step {step_id} ran longer than the step time limit of {step_timeout.total_seconds() / 60:g} "
+                 f"minutes (COVID19_LAKE_STEP_TIMEOUT_MINUTES) and was cancelled ({answer})")
+    if error:
+        results = {day: {"status": job_table.FAILED, "rows_written": None, "rows_quarantined": None,
+                         "error": error} for day in dates}
+    else:
+        summary = read_summary(cfg, emr.step_argument(step, "--summary-uri"))
+        results = job.results(dates, summary, step or _missing_step(cluster_id, step_id))
+    ended = step_time(step, "EndDateTime") or job_table.utc_now()
+    started = step_time(step, "StartDateTime")
+    job_table.for_each_date(cfg.job_table, cfg.aws_conn_id, list(results), lambda table, day: (
+        table.finish(day, job.name, run, ended_at=ended, started_at=started, **results[day])))
+    failed = {d: r["error"] for d, r in results.items() if r["status"] == job_table.FAILED}
+    if failed:
+        raise AirflowFailException(f"{len(failed)} of {len(results)} dates failed: {failed}")
+    return {"dates": len(results), "step_id": step_id}
 
 
 def nothing_to_run(job_name: str, decisions: Mapping[str, str]) -> str:
