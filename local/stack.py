@@ -45,12 +45,51 @@ from local.template_lambdas import (
     why_not_emulated,
 )
 from local.webhook_sink import WebhookSink
+from local.x_api import XApiStandIn
 
 log = logging.getLogger("local.stack")
 T = TypeVar("T")
 
 StreamHandlerSpec = str | dict[str, Any]
 _CLIENT_LOCK = threading.Lock()
+
+# The X API stand-in's synthetic corpus: the demo's dates (local/tweets_synth.py), the same every start.
+X_API_SEED = 19
+X_API_CONN_ID = "x_api"
+TWEETS_CHECKPOINT_VARIABLE = "tweets_ingest_checkpoint"
+
+
+def set_firehose_clock(clock: Callable[[], datetime] | None) -> None:
+    """LOCAL ONLY: the time moto's Firehose names its S3 objects by (``{prefix}YYYY/MM/DD/HH/``).
+
+    On AWS that is the hour Firehose received the records. The local stack serves synthetic tweets for
+    2020 through the X API stand-in, whose virtual clock says when they were "posted" and fetched; with
+    this hook the objects land under the hour the data represents instead of the wall clock, so the demo's
+    partitions are the demo's dates. ``None`` restores moto's own clock. Production code never calls this
+    (on AWS, Firehose's arrival time is Firehose's)."""
+    import moto.firehose.models as firehose_models
+    from moto.core.utils import utcnow
+
+    if clock is None:
+        firehose_models.utcnow = utcnow  # type: ignore[attr-defined]
+        return
+
+    def virtual_utcnow() -> datetime:
+        return clock().astimezone(UTC).replace(tzinfo=None)  # moto's utcnow() is naive UTC
+
+    firehose_models.utcnow = virtual_utcnow  # type: ignore[attr-defined]
+
+
+def start_x_api(token: str) -> XApiStandIn:
+    """The stack's X API v2 stand-in on 127.0.0.1: the synthetic corpus for the demo's dates, on the wall
+    clock until someone sets its virtual clock (``POST /_stand_in/clock``, as the demo does); the filtered
+    stream starts at the demo's last day, so streamed tweets arrive within that day's window."""
+    from local.tweets_synth import DEMO_END, generate
+
+    corpus = generate(seed=X_API_SEED)
+    last_day = datetime(DEMO_END.year, DEMO_END.month, DEMO_END.day, tzinfo=UTC)
+    return XApiStandIn(corpus, bearer_token=token, history=None, stream_from=last_day,
+                       stream_keepalive_seconds=1.0, stream_max_seconds=60.0, host=config.HOST).start()
 
 
 class _StackClient:
@@ -95,9 +134,27 @@ class _StackClient:
             "password": config.FAKE_SECRET_ACCESS_KEY,
             "extra": {"endpoint_url": self.endpoint_url, "region_name": self.region},
         }
-        env = {**self.aws_env(), "AIRFLOW_CONN_AWS_DEFAULT": json.dumps(connection)}
+        env = {**self.aws_env(), "AIRFLOW_CONN_AWS_DEFAULT": json.dumps(connection), **self.tweets_env()}
         env.pop("AWS_REGION")
         return env
+
+    x_api: dict[str, str]
+
+    def tweets_env(self) -> dict[str, str]:
+        """The X connection (the stand-in's token, its base URL as host) and the tweets settings
+        (Firehose delivery stream, the stand-in's base URL; tweepy is pointed there and nothing else differs).
+        The since_id checkpoint is not here: the task writes it, so it lives in the metadata DB."""
+        x_api = getattr(self, "x_api", None) or {}
+        stream = self.outputs.get("TweetsDeliveryStreamName") if getattr(self, "outputs", None) else None
+        if not x_api.get("base_url") or not stream:
+            return {}
+        connection = {"conn_type": "http", "host": x_api["base_url"], "password": x_api["token"]}
+        settings = {"lake_uri": self.outputs.get("LakeUri") or f"s3://{self.outputs['LakeBucketName']}",
+                    "sink": "firehose", "delivery_stream": stream, "x_api_base_url": x_api["base_url"],
+                    "x_conn_id": X_API_CONN_ID, "checkpoint_variable": TWEETS_CHECKPOINT_VARIABLE,
+                    "max_rate_limit_wait_seconds": 30}
+        return {f"AIRFLOW_CONN_{X_API_CONN_ID.upper()}": json.dumps(connection),
+                "AIRFLOW_VAR_COVID19_LAKE_TWEETS": json.dumps(settings)}
 
     @staticmethod
     def wait_for(
@@ -148,6 +205,8 @@ class LocalStack(_StackClient):
         self._sink: WebhookSink | None = None
         self._runner: EmrStepRunner | None = None
         self._mirror: FirehoseMirror | None = None
+        self._x_api: XApiStandIn | None = None
+        self.x_api: dict[str, str] = {}
         self._saved_env: dict[str, str | None] = {}
         self._started = False
         self._record_lock = threading.Lock()
@@ -212,6 +271,13 @@ class LocalStack(_StackClient):
             self._mirror = FirehoseMirror(lambda: self.client("s3"), prefixes, self.lake_dir)
             self._mirror.start()
 
+        import secrets
+
+        token = f"local-{secrets.token_urlsafe(24)}"  # a new one per stack, in stack.json's env only
+        self._x_api = start_x_api(token)
+        set_firehose_clock(self._x_api.now)
+        self.x_api = {"base_url": self._x_api.base_url, "token": token}
+
         if config.REPO_ROOT.as_posix() not in sys.path:
             sys.path.insert(0, config.REPO_ROOT.as_posix())  # handlers are dotted paths of this repo
         for key, (spec, origin) in self._stream_handlers_to_wire().items():
@@ -229,6 +295,10 @@ class LocalStack(_StackClient):
             except Exception:
                 log.exception("final firehose mirror sync failed")
             self._mirror = None
+        if self._x_api:
+            set_firehose_clock(None)
+            self._x_api.stop()
+            self._x_api = None
         if self._runner:
             self._runner.stop()
             self._runner = None
@@ -418,6 +488,7 @@ class LocalStack(_StackClient):
             "stream_handlers": self.wiring,
             "template_stream_handlers": self.template_stream_handlers,
             "emr_step_pids": self.step_pids(),
+            "x_api": {"base_url": self.x_api.get("base_url"), "corpus_seed": X_API_SEED} if self.x_api else {},
             "env": self.env() if self.endpoint_url else {},
         }
 
@@ -451,6 +522,8 @@ class RunningStack(_StackClient):
         self.lake_dir = Path(record["lake_dir"])
         self.outputs: dict[str, str] = record["outputs"]
         self.pid: int = record["pid"]
+        conn = json.loads(record.get("env", {}).get(f"AIRFLOW_CONN_{X_API_CONN_ID.upper()}") or "{}")
+        self.x_api = {"base_url": conn["host"], "token": conn["password"]} if conn else {}
 
     def refresh(self) -> dict[str, Any]:
         self.record = config.read_stack_file(self.state_dir) or {}

@@ -37,8 +37,11 @@ or ``python -m local.x_api --token-env X_BEARER_TOKEN`` (see ``main``). Endpoint
   ``x-rate-limit-limit``, ``x-rate-limit-remaining`` and ``x-rate-limit-reset`` (epoch seconds, real
   time: clients sleep real seconds).
 - Control, for tests and the local stack (no token needed, loopback only): ``GET /_stand_in/state``,
-  ``POST /_stand_in/clock`` ``{"now": "2020-03-02T00:00:00Z"}`` or ``{"advance_seconds": 900}``,
-  ``POST /_stand_in/reset-rate-limits``.
+  ``POST /_stand_in/clock`` ``{"now": "2020-03-02T00:00:00Z"}``, ``{"advance_seconds": 900}`` or
+  ``{"now": null}`` (back to the wall clock),
+  ``POST /_stand_in/reset-rate-limits``, ``POST /_stand_in/rate-limits`` ``{"search": {"limit": 4,
+  "window_seconds": 2}}`` (new budgets, counted from then on) and ``POST /_stand_in/bearer-token``
+  ``{"token": ...}`` (the token the stand-in accepts from then on: a revoked or rotated token).
 
 What it does not do: OAuth 1.0a / user context, other endpoints, media and polls, relevancy order
 (``sort_order=relevancy`` answers in recency order), ``backfill_minutes`` (accepted and ignored),
@@ -541,6 +544,11 @@ class XApiStandIn:
         with self._lock:
             self._now = moment.astimezone(UTC)
 
+    def use_wall_clock(self) -> None:
+        """Back to real time (the clock a stand-in made without ``now`` runs on)."""
+        with self._lock:
+            self._now = None
+
     def advance(self, delta: timedelta) -> None:
         with self._lock:
             self._now = self.now() + delta
@@ -909,7 +917,9 @@ class XApiStandIn:
         if method == "GET" and path == "/_stand_in/state":
             return self.state()
         if method == "POST" and path == "/_stand_in/clock":
-            if isinstance(body, dict) and "now" in body:
+            if isinstance(body, dict) and "now" in body and body["now"] is None:
+                self.use_wall_clock()
+            elif isinstance(body, dict) and "now" in body:
                 self.set_now(_parse_time(str(body["now"])))
             elif isinstance(body, dict) and "advance_seconds" in body:
                 self.advance(timedelta(seconds=float(body["advance_seconds"])))
@@ -920,6 +930,23 @@ class XApiStandIn:
         if method == "POST" and path == "/_stand_in/reset-rate-limits":
             self.reset_rate_limits()
             return {"reset": True}
+        if method == "POST" and path == "/_stand_in/rate-limits" and isinstance(body, dict):
+            # {"search": {"limit": 4, "window_seconds": 2}, ...}: new budgets, counted from now on.
+            with self._lock:
+                for endpoint, spec in body.items():
+                    if endpoint not in DEFAULT_RATE_LIMITS or not isinstance(spec, dict):
+                        detail = f"rate limits are per endpoint of {sorted(DEFAULT_RATE_LIMITS)}"
+                        raise _ApiError(400, {"title": "Invalid Request", "type": "about:blank", "status": 400,
+                                              "detail": detail})
+                    self.rate_limits[endpoint] = RateLimit(int(spec["limit"]),
+                                                           float(spec.get("window_seconds", 900.0)))
+                self._windows.clear()
+            return {"rate_limits": {k: vars(v) for k, v in self.rate_limits.items()}}
+        if method == "POST" and path == "/_stand_in/bearer-token" and isinstance(body, dict) and body.get("token"):
+            # The app's token was revoked or rotated: requests with the old one now get a 401.
+            with self._lock:
+                self._token = str(body["token"])
+            return {"rotated": True}
         raise _ApiError(404, {"title": "Not Found", "detail": f"no control endpoint {method} {path}",
                               "type": "about:blank", "status": 404})
 
