@@ -7,6 +7,8 @@
 Reads   {lake}/raw/jhu/daily_reports/report_date=YYYY-MM-DD/MM-DD-YYYY.csv
 Writes  {lake}/processed/jhu_daily_reports/report_date=YYYY-MM-DD/*.parquet   (contract schema)
         {lake}/quarantine/jhu_daily_reports/report_date=YYYY-MM-DD/*.parquet  (source_file, raw_record, reason)
+        {lake}/quarantine/jhu_field_issues/report_date=YYYY-MM-DD/*.parquet   (source_file, line, field,
+                                                                              original_value, reason)
 
 All file-system access goes through Hadoop's FileSystem API in the JVM, so the same code runs against EMRFS on
 EMR and the local file system in tests. The rules (eras, country naming, duplicates, checks) are documented in
@@ -43,6 +45,7 @@ DEFAULT_MAPPING = Path(__file__).resolve().parent / "reference" / "jhu_country_m
 RAW_PREFIX = "raw/jhu/daily_reports"
 PROCESSED_PREFIX = "processed/jhu_daily_reports"
 QUARANTINE_PREFIX = "quarantine/jhu_daily_reports"
+FIELD_ISSUES_PREFIX = "quarantine/jhu_field_issues"
 
 # The mapping table's province_state column: empty keeps the file's province, a name replaces it, and this
 # token clears it (early files put `Taiwan` / `Cruise Ship` there, the time series has no province).
@@ -68,6 +71,7 @@ OUTPUT_COLUMNS = (
     "case_fatality_ratio", "source_file",
 )
 QUARANTINE_COLUMNS = ("report_date", "source_file", "raw_record", "reason")
+FIELD_ISSUE_COLUMNS = ("report_date", "source_file", "line", "field", "original_value", "reason")
 KEY_COLUMNS = ("report_date", "country_region", "province_state", "admin2")
 
 # Columns that are (nearly) unique within a date: a Parquet dictionary only costs hashing every value, and
@@ -78,6 +82,8 @@ PROCESSED_WRITE_OPTIONS = {f"parquet.enable.dictionary#{name}": "false" for name
 
 KEPT, QUARANTINED, EXACT_DUPLICATE, KEY_DUPLICATE = "kept", "quarantined", "exact_duplicate", "key_duplicate"
 COUNTERS = ("rows_read", "rows_written", "rows_quarantined", "exact_duplicates_dropped", "key_duplicates_resolved")
+# Rows written with a nulled field, and the findings (one per field): not part of rows_read's identity.
+FIELD_COUNTERS = ("rows_with_field_issues", "field_issues")
 
 
 @dataclass(frozen=True)
@@ -357,10 +363,13 @@ def _message(field_name: str, raw: Column | None, expected: str) -> Column:
 
 
 def _problems() -> list[tuple[Column, Column]]:
-    """Every check as (condition, message) over the typed columns and the raw strings they came from.
+    """The checks that quarantine a row, as (condition, message) over the typed columns and the raw strings.
 
-    `normalize` only ORs the conditions (a small expression on the hot path); the messages are built in
-    `quarantined_rows`, for the few rows that need them. Both use this one list, so they cannot disagree.
+    A row goes to quarantine only when it cannot be placed or counted: a malformed line, no or an unknown
+    country, no parseable timestamp, Confirmed or Deaths not a whole number or negative. Any other bad field
+    only nulls that field (`field_checks`). `normalize` only ORs the conditions (a small expression on the
+    hot path); the messages are built in `quarantined_rows`, for the few rows that need them. Both use this
+    one list, so they cannot disagree.
     """
     country_raw, update_raw = F.col("country_region_text"), F.col("last_update_text")
     problems = [
@@ -375,32 +384,59 @@ def _problems() -> list[tuple[Column, Column]]:
          _message("last_update", update_raw,
                   f"is not a timestamp in a known format ({' | '.join(TIMESTAMP_FORMATS)})")),
     ]
-    for name in COUNT_FIELDS:
+    for name in ROW_COUNT_FIELDS:
         raw = F.col(f"{name}_raw")
         problems.append((raw.isNotNull() & F.col(name).isNull() & ~_is_blank(raw),
                          _message(name, raw, "is not a whole number")))
-        negative = F.col(name) < 0
-        if name == "active":
-            # JHU's `Recovered` pseudo-rows carry national recovered totals with Active = -Recovered.
-            negative = negative & ~F.coalesce(F.col("province_state") == "Recovered", F.lit(False))
-        problems.append((negative, _message(name, raw, "is negative, expected a count >= 0")))
-    for name in DOUBLE_FIELDS:
-        raw = F.col(f"{name}_raw")
-        problems.append((raw.isNotNull() & F.col(name).isNull() & ~_is_blank(raw),
-                         _message(name, raw, "is not a number")))
+        problems.append((F.col(name) < 0, _message(name, raw, "is negative, expected a count >= 0")))
     return problems
 
 
-# What `reason` and `raw_record` need besides the typed columns; kept on quarantined rows only (nulls are
-# nearly free in the shuffle and the checkpoint).
+# The fields whose problems only null the field: (field, condition over the parsed value `v` and the raw
+# string `raw`, reason). The conditions see the parsed value before it is nulled.
+FIELD_COUNT_FIELDS = ("recovered", "active")
+ROW_COUNT_FIELDS = ("confirmed", "deaths")
+COORDINATE_RANGES = {"latitude": 90.0, "longitude": 180.0}
+
+
+def field_checks() -> list[tuple[str, Column, str]]:
+    """(field, condition, reason) for every field-level check; the condition reads `<field>_parsed`."""
+    checks = []
+    for name in FIELD_COUNT_FIELDS:
+        raw, value = F.col(f"{name}_raw"), F.col(f"{name}_parsed")
+        checks.append((name, raw.isNotNull() & value.isNull() & ~_is_blank(raw), "is not a whole number"))
+        negative = value < 0
+        if name == "active":
+            # JHU's `Recovered` pseudo-rows carry national recovered totals with Active = -Recovered.
+            negative = negative & ~F.coalesce(F.col("province_state") == "Recovered", F.lit(False))
+        checks.append((name, negative, "is negative, expected a count >= 0"))
+    for name in DOUBLE_FIELDS:
+        raw, value = F.col(f"{name}_raw"), F.col(f"{name}_parsed")
+        checks.append((name, raw.isNotNull() & value.isNull() & ~_is_blank(raw), "is not a finite number"))
+        if name in COORDINATE_RANGES:
+            limit = COORDINATE_RANGES[name]
+            checks.append((name, F.abs(value) > limit, f"is out of range, expected -{limit:g} .. {limit:g}"))
+    return checks
+
+
+def _field_failed(name: str) -> Column:
+    """True when any field-level check of this field fails (null-safe)."""
+    conditions = [condition for field_name, condition, _ in field_checks() if field_name == name]
+    return F.coalesce(reduce(lambda left, right: left | right, conditions), F.lit(False))
+
+
+# What `reason`, `raw_record` and the field issues need besides the typed columns; kept on quarantined rows
+# and rows with a field issue only (nulls are nearly free in the shuffle and the checkpoint).
 PROBLEM_INPUTS = (
     "malformed_line", "era", "country_region_text", "last_update_text",
     *[f"{name}_raw" for name in CANONICAL_FIELDS],
 )
+FIELD_ISSUE_PARSED = tuple(f"{name}_parsed" for name in (*FIELD_COUNT_FIELDS, *DOUBLE_FIELDS))
 
 
 def normalize(df: DataFrame, mapping: DataFrame) -> DataFrame:
-    """Canonical strings -> typed contract columns, plus `quarantine` (true when any check fails).
+    """Canonical strings -> typed contract columns, plus `quarantine` (true when a row check fails) and
+    `field_issue` (true when a field check fails: that field is null in the contract columns).
 
     Text fields are trimmed (`<field>_text`); number fields are not, because Spark's casts ignore surrounding
     whitespace and trimming 8 more columns per row is measurable.
@@ -424,20 +460,28 @@ def normalize(df: DataFrame, mapping: DataFrame) -> DataFrame:
         F.col("map_iso3").alias("iso3"),
         F.col("combined_key_text").alias("combined_key"),
         _parse_timestamp(F.col("last_update_text")).alias("last_update"),
-        *[_parse_double(F.col(f"{name}_raw")).alias(name) for name in DOUBLE_FIELDS],
-        *[_parse_whole(F.col(f"{name}_raw")).alias(name) for name in COUNT_FIELDS],
+        *[_parse_double(F.col(f"{name}_raw")).alias(f"{name}_parsed") for name in DOUBLE_FIELDS],
+        *[_parse_whole(F.col(f"{name}_raw")).alias(name) for name in ROW_COUNT_FIELDS],
+        *[_parse_whole(F.col(f"{name}_raw")).alias(f"{name}_parsed") for name in FIELD_COUNT_FIELDS],
         *PROBLEM_INPUTS,
     )
-    # A column of its own, referenced below: Spark keeps an expensive expression that is used many times in
+    # Columns of their own, referenced below: Spark keeps an expensive expression that is used many times in
     # its own projection instead of inlining a copy into every use (less generated code to compile).
     # coalesce: a check on a field the era lacks is null, not false.
     failed = reduce(lambda left, right: left | right, [condition for condition, _ in _problems()])
-    flagged = typed.withColumn("quarantine", F.coalesce(failed, F.lit(False)))
-    quarantine = F.col("quarantine")
+    field_names = (*FIELD_COUNT_FIELDS, *DOUBLE_FIELDS)
+    flagged = typed.withColumns({"quarantine": F.coalesce(failed, F.lit(False)),
+                                 **{f"_{name}_bad": _field_failed(name) for name in field_names}})
+    flagged = flagged.withColumns({
+        "field_issue": reduce(lambda left, right: left | right, [F.col(f"_{name}_bad") for name in field_names]),
+        **{name: F.when(~F.col(f"_{name}_bad"), F.col(f"{name}_parsed")) for name in field_names},
+    })
+    quarantine, keep_inputs = F.col("quarantine"), F.col("quarantine") | F.col("field_issue")
     return flagged.select(
         *[name for name in OUTPUT_COLUMNS if name != "source_file"],
         quarantine,
-        *[F.when(quarantine, F.col(name)).alias(name) for name in PROBLEM_INPUTS],
+        "field_issue",
+        *[F.when(keep_inputs, F.col(name)).alias(name) for name in (*PROBLEM_INPUTS, *FIELD_ISSUE_PARSED)],
     )
 
 
@@ -474,17 +518,21 @@ def with_row_keys(df: DataFrame) -> DataFrame:
 
 
 def location_counts(stored: DataFrame) -> DataFrame:
-    """Per date: `quarantined` and `valid` rows, and `contested_keys`, the key hashes of several valid rows.
+    """Per date: `quarantined` and `valid` rows, `contested_keys`, the key hashes of several valid rows, and
+    `first_row_id`, the id of the file's first row (a row's line is then `_row_id - first_row_id + 2`).
 
     A hash shared by two different keys only makes both contested; `duplicate_losers` compares the keys.
     """
     valid_key = F.when(~F.col("quarantine"), F.col("_key_hash"))
-    per_key = stored.groupBy("report_date", valid_key.alias("_valid_key")).count()
+    per_key = stored.groupBy("report_date", valid_key.alias("_valid_key")).agg(
+        F.count(F.lit(1)).alias("count"), F.min("_row_id").alias("_first"))
     is_valid = F.col("_valid_key").isNotNull()
     return per_key.groupBy("report_date").agg(
         F.sum(F.when(~is_valid, F.col("count")).otherwise(0)).alias("quarantined"),
         F.sum(F.when(is_valid, F.col("count")).otherwise(0)).alias("valid"),
         F.collect_list(F.when(F.col("count") > 1, F.col("_valid_key"))).alias("contested_keys"),
+        # A file is read by one task in its order, so its row ids are consecutive from this one.
+        F.min("_first").alias("first_row_id"),
     )
 
 
@@ -505,8 +553,9 @@ def duplicate_losers(contested: DataFrame) -> DataFrame:
 Counts = list[tuple[dt.date, str, int]]
 
 
-def classify(spark: SparkSession, stored: DataFrame, partitions: int) -> tuple[DataFrame, Counts]:
-    """Add `outcome` (kept, quarantined, exact_duplicate or key_duplicate) and count the outcomes per date.
+def classify(spark: SparkSession, stored: DataFrame, partitions: int) -> tuple[DataFrame, Counts, dict]:
+    """Add `outcome` (kept, quarantined, exact_duplicate or key_duplicate) and count the outcomes per date;
+    also the first row id of each date's file ({date: id}, for the field issues' line numbers).
 
     `stored` comes from `with_row_keys` and is materialized: it is read twice here and once by each write.
     The losers are few and collected; the rows keep their partitions and date order (a broadcast join keeps
@@ -527,15 +576,16 @@ def classify(spark: SparkSession, stored: DataFrame, partitions: int) -> tuple[D
         counts += [(row.report_date, QUARANTINED, row.quarantined),
                    (row.report_date, KEPT, row.valid - lost[row.report_date])]
 
+    first_ids = {row.report_date: row.first_row_id for row in per_date}
     kept_or_quarantined = F.when(F.col("quarantine"), F.lit(QUARANTINED)).otherwise(F.lit(KEPT))
     if not losers:
-        return stored.withColumn("outcome", kept_or_quarantined).drop("_row_id", "_key_hash"), counts
+        return stored.withColumn("outcome", kept_or_quarantined).drop("_key_hash"), counts, first_ids
     decided = literal_frame(spark, [("_row_id", "bigint"), ("_lost", "string")],
                             [(row._row_id, row.outcome) for row in losers])
     rows = (stored.join(F.broadcast(decided), "_row_id", "left")
             .withColumn("outcome", F.coalesce(F.col("_lost"), kept_or_quarantined))
-            .drop("_row_id", "_key_hash", "_lost"))
-    return rows, counts
+            .drop("_key_hash", "_lost"))
+    return rows, counts, first_ids
 
 
 def materialize(spark: SparkSession, rows: DataFrame) -> DataFrame:
@@ -595,10 +645,43 @@ def quarantined_rows(classified: DataFrame, sources: DataFrame) -> DataFrame:
             .select(*QUARANTINE_COLUMNS))
 
 
-def write_outputs(classified: DataFrame, lake: str, sources: DataFrame) -> None:
-    """The processed and quarantine tables, replacing exactly the dates that have rows (dynamic overwrite)."""
+def field_issue_rows(classified: DataFrame, sources: DataFrame, first_ids: DataFrame) -> DataFrame:
+    """One row per nulled field of a written row: file, line, field (as the file names it), value, reason.
+
+    `first_ids` has `report_date` and `first_row_id` (see `location_counts`). Only rows that are written
+    (outcome kept) report their field issues: a quarantined row keeps its whole record in the quarantine.
+    """
+    findings = F.array(*[
+        F.when(condition, F.struct(_field_label(name).alias("field"), F.col(f"{name}_raw").alias("original_value"),
+                                   F.lit(why).alias("reason")))
+        for name, condition, why in field_checks()])
+    return (classified.filter((F.col("outcome") == KEPT) & F.col("field_issue"))
+            .join(F.broadcast(sources), "report_date", "left")
+            .join(F.broadcast(first_ids), "report_date", "left")
+            .withColumn("line", (F.col("_row_id") - F.col("first_row_id") + 2).cast("bigint"))
+            .select("report_date", "source_file", "line",
+                    F.explode(F.filter(findings, lambda finding: finding.isNotNull())).alias("finding"))
+            .select("report_date", "source_file", "line", "finding.field", "finding.original_value",
+                    "finding.reason")
+            .select(*FIELD_ISSUE_COLUMNS))
+
+
+def field_issue_counts(classified: DataFrame) -> list:
+    """Per date: rows written with a nulled field and the number of nulled fields."""
+    issues = reduce(lambda left, right: left + right,
+                    [F.when(F.coalesce(condition, F.lit(False)), 1).otherwise(0) for _, condition, _ in field_checks()])
+    return (classified.filter((F.col("outcome") == KEPT) & F.col("field_issue"))
+            .groupBy("report_date")
+            .agg(F.count(F.lit(1)).alias("rows_with_field_issues"), F.sum(issues).alias("field_issues"))
+            .collect())
+
+
+def write_outputs(classified: DataFrame, lake: str, sources: DataFrame, first_ids: DataFrame) -> None:
+    """The processed, quarantine and field-issue tables, replacing exactly the dates that have rows (dynamic
+    overwrite)."""
     for rows, prefix, options in ((processed_rows(classified, sources), PROCESSED_PREFIX, PROCESSED_WRITE_OPTIONS),
-                                  (quarantined_rows(classified, sources), QUARANTINE_PREFIX, {})):
+                                  (quarantined_rows(classified, sources), QUARANTINE_PREFIX, {}),
+                                  (field_issue_rows(classified, sources, first_ids), FIELD_ISSUES_PREFIX, {})):
         (rows.write.mode("overwrite").option("partitionOverwriteMode", "dynamic").options(**options)
          .partitionBy("report_date").parquet(f"{lake}/{prefix}"))
 
@@ -657,6 +740,7 @@ def _date_entry(raw: RawFile) -> dict:
         "source_file": raw.uri,
         "era": raw.era.name if raw.era else None,
         **dict.fromkeys(COUNTERS, 0),
+        **dict.fromkeys(FIELD_COUNTERS, 0),
         "error": raw.error,
     }
 
@@ -671,7 +755,7 @@ def _apply_counts(dates: dict[str, dict], counts: Iterable[tuple[dt.date, str, i
 
 
 def totals_of(dates: dict[str, dict]) -> dict:
-    totals = {name: sum(entry[name] for entry in dates.values()) for name in COUNTERS}
+    totals = {name: sum(entry.get(name, 0) for entry in dates.values()) for name in (*COUNTERS, *FIELD_COUNTERS)}
     totals["dates_completed"] = sum(entry["status"] == "COMPLETED" for entry in dates.values())
     totals["dates_failed"] = sum(entry["status"] == "FAILED" for entry in dates.values())
     return totals
@@ -719,9 +803,15 @@ def _transform_and_write(spark: SparkSession, args: argparse.Namespace, good: li
     # than the work on a small cluster.
     partitions = max(1, min(len(good), 2 * spark.sparkContext.defaultParallelism))
     stored = materialize(spark, with_row_keys(normalize(combined, mapping)))
-    classified, counts = classify(spark, stored, partitions)
+    classified, counts, first_ids = classify(spark, stored, partitions)
     _apply_counts(dates, counts)
-    write_outputs(classified, args.lake, source_files(spark, args.lake, [raw.day for raw in good]))
+    with _sql_conf(spark, {"spark.sql.shuffle.partitions": str(partitions)}):
+        for row in field_issue_counts(classified):
+            dates[row.report_date.isoformat()].update(rows_with_field_issues=row.rows_with_field_issues,
+                                                      field_issues=row.field_issues)
+    first_frame = literal_frame(spark, [("report_date", "date"), ("first_row_id", "bigint")],
+                                sorted(first_ids.items()))
+    write_outputs(classified, args.lake, source_files(spark, args.lake, [raw.day for raw in good]), first_frame)
 
 
 def process(spark: SparkSession, args: argparse.Namespace, raw_files: list[RawFile],
@@ -739,7 +829,8 @@ def process(spark: SparkSession, args: argparse.Namespace, raw_files: list[RawFi
     fs = HadoopFs(spark, args.lake)
     for raw in good:
         entry = dates[raw.day.isoformat()]
-        for counter, prefix in (("rows_written", PROCESSED_PREFIX), ("rows_quarantined", QUARANTINE_PREFIX)):
+        for counter, prefix in (("rows_written", PROCESSED_PREFIX), ("rows_quarantined", QUARANTINE_PREFIX),
+                                ("field_issues", FIELD_ISSUES_PREFIX)):
             if entry[counter] == 0:
                 fs.delete_dir(f"{args.lake}/{prefix}/report_date={raw.day.isoformat()}")
     return dates

@@ -162,26 +162,42 @@ def test_values_are_normalised(era_run):
     assert by[("2020-03-22", "US", "New Mexico", "Doña Ana")]["iso3"] == "USA"
     assert by[("2020-03-22", "US", "Washington", "King")]["last_update"] == dt.datetime(2020, 3, 22, 23, 45,
                                                                                         tzinfo=dt.UTC)
-    # 01-14-2021 has 37 rows stamped without seconds: 35 good ones, 2 quarantined for other fields.
+    # 01-14-2021 has 37 rows stamped without seconds; the 2 with other bad fields keep their rows too.
     minutes_only = [r for r in rows if r["last_update"] == dt.datetime(2021, 1, 15, 17, 22, tzinfo=dt.UTC)]
-    assert len(minutes_only) == 35
-    bad = [r for r in quarantined(lake).to_pylist() if "2021-01-15 17:22\"" in r["raw_record"]]
-    assert len(bad) == 2 and not any("Last_Update" in r["reason"] for r in bad)
+    assert len(minutes_only) == 37
+    assert not [r for r in quarantined(lake).to_pylist() if "2021-01-15 17:22\"" in r["raw_record"]]
     assert all(r["last_update"] is not None for r in rows)
     assert all(r["country_region"] and r["iso3"] != "" for r in rows)
 
 
-def test_real_quarantine_rows_name_field_and_value(era_run):
+def field_issues(lake: Path) -> pa.Table:
+    return pq.read_table(lake / "quarantine" / "jhu_field_issues")
+
+
+def test_real_field_problems_keep_their_rows_and_are_recorded_with_file_and_line(era_run, jhu_mirror):
     lake, _, summary = era_run
-    table = quarantined(lake).to_pylist()
-    assert len(table) == summary["totals"]["rows_quarantined"]
-    reasons = [r["reason"] for r in table]
-    assert any(r == "Case_Fatality_Ratio '#DIV/0!' is not a number" for r in reasons)
-    assert any(r.startswith("Active '-") and r.endswith("is negative, expected a count >= 0") for r in reasons)
-    div = next(r for r in table if "#DIV/0!" in r["reason"])
-    record = json.loads(div["raw_record"])
-    assert list(record)[:2] == ["FIPS", "Admin2"] and record["Case_Fatality_Ratio"] == "#DIV/0!"
-    assert str(div["report_date"]) == "2021-01-14"
+    assert quarantined(lake).num_rows == summary["totals"]["rows_quarantined"]
+    assert not any("#DIV/0!" in r["raw_record"] or r["reason"].startswith("Active")
+                   for r in quarantined(lake).to_pylist())
+    issues = field_issues(lake).to_pylist()
+    assert len(issues) == summary["totals"]["field_issues"] > 0
+    assert sum(e["field_issues"] for e in summary["dates"].values()) == len(issues)
+    div = next(r for r in issues if r["original_value"] == "#DIV/0!")
+    assert (div["field"], div["reason"], str(div["report_date"])) == (
+        "Case_Fatality_Ratio", "is not a finite number", "2021-01-14")
+    assert div["source_file"].endswith("report_date=2021-01-14/01-14-2021.csv")
+    # the line is the file's own: read it back and find the value there
+    lines = (jhu_mirror / "01-14-2021.csv").read_text(encoding="utf-8-sig").splitlines()
+    assert "#DIV/0!" in lines[div["line"] - 1]
+    negative = [r for r in issues if r["field"] == "Active" and r["reason"].startswith("is negative")]
+    assert negative and all(int(r["original_value"]) < 0 for r in negative)
+    # ... and the row is in the processed table with that field null, its counts intact
+    sample = negative[0]
+    text = (jhu_mirror / Path(sample["source_file"]).name).read_text(encoding="utf-8-sig").splitlines()
+    row = next(csv.reader([text[sample["line"] - 1]]))
+    kept = [r for r in processed(lake).to_pylist() if r["combined_key"] == row[11].strip()
+            and str(r["report_date"]) == str(sample["report_date"])]
+    assert len(kept) == 1 and kept[0]["active"] is None and kept[0]["confirmed"] == int(row[7])
     # `Recovered` pseudo-rows keep their negative Active.
     assert any(r["province_state"] == "Recovered" and r["active"] < 0 for r in processed(lake).to_pylist())
 
@@ -234,7 +250,8 @@ def test_bad_rows_go_to_quarantine_with_reasons(spark, tmp_path):
     code, summary = run(spark, tmp_path, [day])
     assert code == 0
     entry = summary["dates"][day.isoformat()]
-    assert (entry["rows_read"], entry["rows_written"], entry["rows_quarantined"]) == (11, 3, 8)
+    assert (entry["rows_read"], entry["rows_written"], entry["rows_quarantined"]) == (11, 4, 7)
+    assert (entry["rows_with_field_issues"], entry["field_issues"]) == (1, 1)
     assert_identity(summary)
     records = [(json.loads(r["raw_record"]), r["reason"]) for r in quarantined(tmp_path).to_pylist()]
     reasons = {(record.get("Admin2") or record["Country_Region"] or "").strip(): why for record, why in records}
@@ -242,10 +259,9 @@ def test_bad_rows_go_to_quarantine_with_reasons(spark, tmp_path):
     assert json.loads(atlantis["raw_record"])["Country_Region"] == " Atlantis\t"
     assert reasons["Baldwin"] == "Confirmed '1,2x' is not a whole number"
     assert reasons["Barbour"] == "Deaths '-3' is negative, expected a count >= 0"
-    assert reasons["Bibb"] == "Active '-2' is negative, expected a count >= 0"
     assert reasons["Atlantis"] == "Country_Region 'Atlantis' is not in the country mapping table"
     assert reasons["Blount"].startswith("Last_Update 'yesterday' is not a timestamp in a known format (")
-    assert reasons["Bullock"] == "Confirmed '1.5' is not a whole number; Lat 'abc' is not a number"
+    assert reasons["Bullock"] == "Confirmed '1.5' is not a whole number"  # Lat 'abc' alone would only null Lat
     assert reasons["Butler"] == "line does not have the 12 fields of the header (malformed CSV row)"
     missing = next(r for r in quarantined(tmp_path).to_pylist() if "Nowhere" in r["raw_record"])
     assert missing["reason"] == "Country_Region is missing"
@@ -256,6 +272,11 @@ def test_bad_rows_go_to_quarantine_with_reasons(spark, tmp_path):
     assert good["Calhoun, Alabama, US"]["fips"] == "1015"
     assert (good["Calhoun, Alabama, US"]["confirmed"], good["Calhoun, Alabama, US"]["deaths"]) == (3, None)
     assert good["Recovered, US"]["active"] == -100
+    bibb = good["Bibb, Alabama, US"]
+    assert (bibb["confirmed"], bibb["deaths"], bibb["recovered"], bibb["active"]) == (5, 0, 0, None)
+    assert field_issues(tmp_path).to_pylist() == [
+        {"report_date": day.isoformat(), "source_file": bibb["source_file"], "line": 6, "field": "Active",
+         "original_value": "-2", "reason": "is negative, expected a count >= 0"}]
 
 
 def test_unknown_header_and_missing_file_fail_only_their_dates(spark, jhu_mirror, tmp_path, capsys):
@@ -338,17 +359,21 @@ def test_materialized_rows_stay_sorted_by_date_so_the_writes_do_not_sort_again(s
     adaptive = spark.conf.get("spark.sql.adaptive.enabled")
     stored = job.materialize(spark, job.with_row_keys(job.normalize(combined, mapping)))
     assert spark.conf.get("spark.sql.adaptive.enabled") == adaptive
-    classified, counts = job.classify(spark, stored, 2)
+    classified, counts, first_ids = job.classify(spark, stored, 2)
     assert (days[0], job.EXACT_DUPLICATE, 1) in counts
+    first_frame = job.literal_frame(spark, [("report_date", "date"), ("first_row_id", "bigint")],
+                                    sorted(first_ids.items()))
 
     sql_executions = spark._jsparkSession.sharedState().statusStore()
     before = sql_executions.executionsCount()
-    job.write_outputs(classified, lake, job.source_files(spark, lake, days))
+    job.write_outputs(classified, lake, job.source_files(spark, lake, days), first_frame)
     spark.sparkContext._jsc.sc().listenerBus().waitUntilEmpty()
     executions = sql_executions.executionsList(before, 100)
     writes = [executions.apply(i).physicalPlanDescription() for i in range(executions.size())]
     writes = [plan for plan in writes if "InsertIntoHadoopFsRelationCommand" in plan]
-    assert len(writes) == 2 and all("WriteFiles" in plan and "Sort" not in plan for plan in writes)
+    # processed and quarantine stream in date order; the few field issues (after an explode) may be sorted.
+    big = [plan for plan in writes if "jhu_field_issues" not in plan]
+    assert len(writes) == 3 and len(big) == 2 and all("WriteFiles" in plan and "Sort" not in plan for plan in big)
     # and the rows really are in that order, each date in one partition (the scan splits no file)
     per_partition = classified.rdd.mapPartitions(lambda rows: [[row.report_date for row in rows]]).collect()
     assert all(part == sorted(part) for part in per_partition)
@@ -407,7 +432,7 @@ def test_classify_counts_every_outcome_and_keeps_the_winners(spark):
         _row(day, "Hubei", 10), _row(day, "Hubei", 10), _row(day, "Hubei", 9),
         _row(day, "Anhui", 5), _row(day, "Anhui", -1, quarantine=True),
     ]))
-    classified, counts = job.classify(spark, stored, 2)
+    classified, counts, _ = job.classify(spark, stored, 2)
     totals = {}
     for _, outcome, count in counts:
         totals[outcome] = totals.get(outcome, 0) + count
@@ -416,7 +441,7 @@ def test_classify_counts_every_outcome_and_keeps_the_winners(spark):
     assert outcomes == sorted([("Hubei", 10, job.KEPT), ("Hubei", 10, job.EXACT_DUPLICATE),
                                ("Hubei", 9, job.KEY_DUPLICATE), ("Anhui", 5, job.KEPT),
                                ("Anhui", -1, job.QUARANTINED)])
-    assert not {"_row_id", "_key_hash"} & set(classified.columns)
+    assert "_key_hash" not in classified.columns  # `_row_id` stays: it gives a field issue its line
 
 
 def test_literal_frame_keeps_every_value_and_type_without_python_workers(spark):
@@ -443,3 +468,50 @@ def test_country_mapping_rows_need_four_fields_and_the_file_must_exist(spark, tm
     bom.write_bytes("\ufeffsource_name,country_region,province_state,iso3\r\nUK,United Kingdom,,GBR\r\n".encode())
     assert [tuple(row) for row in job.load_country_mapping(spark, bom.as_uri()).collect()] == [
         ("UK", "United Kingdom", None, "GBR")]
+
+
+V5_HEADER = V3_HEADER + ",Incident_Rate,Case_Fatality_Ratio"
+
+
+def test_field_problems_null_only_their_field_and_a_rerun_replaces_the_findings(spark, tmp_path):
+    day = dt.date(2020, 11, 10)
+    stamp = "2020-11-10 05:25:00"
+    lines = [
+        V5_HEADER,
+        f'1001,Autauga,Alabama,US,{stamp},95.5,abc,10,1,x,-4,"Autauga, Alabama, US",NaN,10.0',
+        f'1003,Baldwin,Alabama,US,{stamp},30.7,-187.7,20,2,3,15,"Baldwin, Alabama, US",12.5,Infinity',
+        f'1005,Barbour,Alabama,US,{stamp},31.8,-85.3,30,3,4,23,"Barbour, Alabama, US",1.5,10.0',
+    ]
+    place(tmp_path, day, "\n".join(lines) + "\n")
+    code, summary = run(spark, tmp_path, [day])
+    entry = summary["dates"][day.isoformat()]
+    assert code == 0 and (entry["rows_written"], entry["rows_quarantined"]) == (3, 0)
+    assert (entry["rows_with_field_issues"], entry["field_issues"]) == (2, 7)
+    assert (summary["totals"]["rows_with_field_issues"], summary["totals"]["field_issues"]) == (2, 7)
+    rows = {r["admin2"]: r for r in processed(tmp_path).to_pylist()}
+    assert set(processed(tmp_path).schema.names) == {*CONTRACT.names, "report_date"}
+    autauga, baldwin = rows["Autauga"], rows["Baldwin"]
+    assert (autauga["confirmed"], autauga["deaths"], autauga["recovered"], autauga["active"]) == (10, 1, None, None)
+    assert (autauga["latitude"], autauga["longitude"], autauga["incident_rate"]) == (None, None, None)
+    assert autauga["case_fatality_ratio"] == 10.0
+    assert (baldwin["latitude"], baldwin["longitude"], baldwin["case_fatality_ratio"]) == (30.7, None, None)
+    assert rows["Barbour"]["active"] == 23
+    found = sorted((r["line"], r["field"], r["original_value"], r["reason"])
+                   for r in field_issues(tmp_path).to_pylist())
+    assert found == [
+        (2, "Active", "-4", "is negative, expected a count >= 0"),
+        (2, "Incident_Rate", "NaN", "is not a finite number"),
+        (2, "Lat", "95.5", "is out of range, expected -90 .. 90"),
+        (2, "Long_", "abc", "is not a finite number"),
+        (2, "Recovered", "x", "is not a whole number"),
+        (3, "Case_Fatality_Ratio", "Infinity", "is not a finite number"),
+        (3, "Long_", "-187.7", "is out of range, expected -180 .. 180"),
+    ]
+    before = sorted(map(repr, field_issues(tmp_path).to_pylist()))
+    run(spark, tmp_path, [day])
+    assert sorted(map(repr, field_issues(tmp_path).to_pylist())) == before
+    # a corrected file leaves no stale findings behind
+    place(tmp_path, day, "\n".join([lines[0], lines[3]]) + "\n")
+    code, summary = run(spark, tmp_path, [day])
+    assert code == 0 and summary["dates"][day.isoformat()]["field_issues"] == 0
+    assert not (tmp_path / f"quarantine/jhu_field_issues/report_date={day.isoformat()}").exists()
