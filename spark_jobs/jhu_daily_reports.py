@@ -493,9 +493,9 @@ def reason() -> Column:
 def _duplicate_order() -> list[Column]:
     """Rows of one location key, winner first (docs/jhu-normalization.md: Duplicates). Identical rows tie."""
     return [
-        F.col("last_update").desc_nulls_last(),
         F.col("confirmed").desc_nulls_last(),
         F.col("deaths").desc_nulls_last(),
+        F.col("last_update").desc_nulls_last(),
         F.col("recovered").desc_nulls_last(),
         F.col("combined_key").asc_nulls_last(),
         F.col("active").desc_nulls_last(),

@@ -361,6 +361,9 @@ GLUE_SCHEMAS = {
         ("longitude", "double"), ("confirmed", "bigint"), ("deaths", "bigint"), ("recovered", "bigint"),
         ("active", "bigint"), ("incident_rate", "double"), ("case_fatality_ratio", "double"),
         ("source_file", "string")]),
+    "JhuFieldIssuesTable": ("jhu_field_issues", [("report_date", "date")], [
+        ("source_file", "string"), ("line", "bigint"), ("field", "string"), ("original_value", "string"),
+        ("reason", "string")]),
     "TweetsTable": ("tweets", [("created_date", "date")], [
         ("tweet_id", "string"), ("created_at", "timestamp"), ("lang", "string"), ("author_id", "string"),
         ("author_username", "string"), ("text", "string"), ("hashtags", "array<string>"),
@@ -382,7 +385,8 @@ def test_glue_table_schemas(main: dict[str, Any], logical_id: str) -> None:
     descriptor = table["StorageDescriptor"]
     assert [(c["Name"], c["Type"]) for c in descriptor["Columns"]] == columns
     assert descriptor["SerdeInfo"]["SerializationLibrary"].endswith("ParquetHiveSerDe")
-    assert descriptor["Location"]["Fn::Sub"][0] == f"${{Lake}}/processed/{name}/"
+    area = "quarantine" if name == "jhu_field_issues" else "processed"
+    assert descriptor["Location"]["Fn::Sub"][0] == f"${{Lake}}/{area}/{name}/"
 
 
 def test_firehose_writes_raw_tweets_as_json_lines(main: dict[str, Any]) -> None:
@@ -423,7 +427,9 @@ def test_local_deploy_creates_every_data_resource(local_stack: dict[str, Any], m
             assert created_by[lid] == "condition-false", lid
     glue = boto3.client("glue", region_name=REGION)
     tables = {t["Name"]: t for t in glue.get_tables(DatabaseName="covid19")["TableList"]}
-    assert sorted(tables) == ["jhu_daily_reports", "tweet_daily_stats", "tweets"]
+    assert sorted(tables) == ["jhu_daily_reports", "jhu_field_issues", "tweet_daily_stats", "tweets"]
+    assert (tables["jhu_field_issues"]["StorageDescriptor"]["Location"]
+            == "file:///tmp/covid19-lake/lake/quarantine/jhu_field_issues/")
     assert tables["tweets"]["StorageDescriptor"]["Location"] == "file:///tmp/covid19-lake/lake/processed/tweets/"
     secrets = boto3.client("secretsmanager", region_name=REGION)
     webhooks_secret = secrets.get_secret_value(SecretId=local_stack["outputs"]["WebhooksSecretName"])

@@ -84,16 +84,48 @@ def test_renames_follow_the_global_time_series(source, country, province):
     assert (row["country_region"], row["province_state"]) == (country, province)
 
 
+NO_ISO3 = {"Diamond Princess", "MS Zaandam", "Summer Olympics 2020", "Winter Olympics 2022"}
+UID_TABLE = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "jhu" / "reference" / (
+    "UID_ISO_FIPS_LookUp_Table.csv")
+# Later than the table's 2022-04-17 state (its README): JHU issue #5721 and PR #6245.
+LATER_COUNTRIES = {"Korea, North": "PRK", "Tuvalu": "TUV"}
+
+
+def _uid_countries() -> dict[str, str]:
+    """Country_Region -> iso3 of JHU's lookup table (the country-level row's code)."""
+    with UID_TABLE.open(newline="", encoding="utf-8-sig") as handle:
+        rows = list(csv.DictReader(handle))
+    countries = {row["Country_Region"]: "" for row in rows}
+    for row in rows:
+        if not row["Province_State"] and not row["Admin2"]:
+            countries[row["Country_Region"]] = row["iso3"]
+    return countries
+
+
+def test_every_country_of_jhus_table_and_the_later_ones_map_to_themselves_with_jhus_iso3():
+    mapping, countries = _mapping(), _uid_countries()
+    assert len(countries) == 199
+    for name, iso3 in {**countries, **LATER_COUNTRIES}.items():
+        assert name in mapping, name
+        row = mapping[name]
+        assert (row["country_region"], row["province_state"], row["iso3"]) == (name, "", iso3), name
+    # and every country the mapping produces is one JHU's table (or a later report) uses
+    targets = {row["country_region"] for row in mapping.values()}
+    assert targets <= set(countries) | set(LATER_COUNTRIES), sorted(targets - set(countries))
+    for name in ("Palau", "Tonga", "Antarctica", "Summer Olympics 2020", "Winter Olympics 2022"):
+        assert name in countries  # the README's post-05-2021 names really are in the table
+
+
 def test_iso3_is_the_code_of_the_final_country():
     mapping = _mapping()
     for name, row in mapping.items():
-        if row["country_region"] in {"Diamond Princess", "MS Zaandam"}:
+        if row["country_region"] in NO_ISO3:
             assert row["iso3"] == "", name
         else:
             assert re.fullmatch(r"[A-Z]{3}", row["iso3"]), name
         # One code per final country, whichever spelling the file used.
         assert row["iso3"] == mapping[row["country_region"]]["iso3"], name
-    assert mapping["Kosovo"]["iso3"] == "XKX"
+    assert mapping["Kosovo"]["iso3"] == "XKS"  # JHU's own code (UID table), also in analytics' country_codes.csv
     assert mapping["Taiwan*"]["iso3"] == "TWN"
     assert mapping["Greenland"]["iso3"] == "DNK"
     codes = [row["iso3"] for source, row in mapping.items() if source == row["country_region"] and row["iso3"]]

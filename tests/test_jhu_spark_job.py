@@ -416,14 +416,15 @@ def test_duplicate_losers_compare_keys_so_a_shared_hash_decides_nothing(spark):
     day = dt.date(2020, 2, 1)
     # As if all four rows had come in under one colliding hash: only the two Hubei rows are duplicates.
     stored = job.materialize(spark, _stored(spark, [
-        _row(day, "Hubei", 10, hour=9), _row(day, "Hubei", 20, hour=8),  # the later update wins, though smaller
+        # the higher count wins, though updated earlier (a later zero placeholder under another name loses)
+        _row(day, "Hubei", 10, hour=9), _row(day, "Hubei", 20, hour=8),
         _row(day, "Anhui", 5), _row(day, "Beijing", 7),
     ]))
     losers = job.duplicate_losers(stored).collect()
     provinces = {row._row_id: row.province_state for row in stored.collect()}
     confirmed = {row._row_id: row.confirmed for row in stored.collect()}
     assert [(provinces[row._row_id], confirmed[row._row_id], row.outcome) for row in losers] == [
-        ("Hubei", 20, job.KEY_DUPLICATE)]
+        ("Hubei", 10, job.KEY_DUPLICATE)]
 
 
 def test_classify_counts_every_outcome_and_keeps_the_winners(spark):
@@ -515,3 +516,53 @@ def test_field_problems_null_only_their_field_and_a_rerun_replaces_the_findings(
     code, summary = run(spark, tmp_path, [day])
     assert code == 0 and summary["dates"][day.isoformat()]["field_issues"] == 0
     assert not (tmp_path / f"quarantine/jhu_field_issues/report_date={day.isoformat()}").exists()
+
+
+def test_last_era_files_of_2021_to_2023_land_every_late_name_under_jhus_name(spark, tmp_path):
+    """Names and provinces JHU added after the 495 files (../shared/data/jhu/reference/README.md)."""
+    files = {
+        dt.date(2021, 6, 22): [(None, "Palau", 8, 0), (None, "Summer Olympics 2020", 2, 0),
+                               ("Selangor", "Malaysia", 100, 1)],
+        dt.date(2021, 11, 1): [(None, "Tonga", 1, 0), ("Sabah", "Malaysia", 50, 0)],
+        dt.date(2022, 2, 1): [(None, "Antarctica", 11, 0), (None, "Winter Olympics 2022", 3, 0),
+                              ("Guernsey", "United Kingdom", 5, 0), ("Jersey", "United Kingdom", 6, 0)],
+        dt.date(2022, 4, 20): [("Transnistria", "Moldova", 7, 1), ("Unknown", "Poland", 9, 0),
+                               (None, "Korea, North", 1, 0), (None, "Somaliland", 4, 0)],
+        dt.date(2022, 11, 5): [(None, "Tuvalu", 2, 0)],
+    }
+    for day, rows in files.items():
+        lines = [V5_HEADER] + [
+            f',,{province or ""},"{country}",{day} 04:20:59,1.0,2.0,{confirmed},{deaths},0,{confirmed - deaths},'
+            f'"{", ".join(part for part in (province, country) if part)}",1.5,0.5'
+            for province, country, confirmed, deaths in rows]
+        place(tmp_path, day, "\n".join(lines) + "\n")
+    # 2023: Recovered and Active empty on every row, Incident_Rate empty on some
+    last = dt.date(2023, 3, 9)
+    place(tmp_path, last, "\n".join([
+        V5_HEADER,
+        '1001,Autauga,Alabama,US,2023-03-10 04:21:03,32.53,-86.64,19732,230,,,"Autauga, Alabama, US",35319.4,1.1656',
+        ',,,Tuvalu,2023-03-10 04:21:03,-7.1095,177.6493,2805,0,,,Tuvalu,,0.0',
+        ',,,"Korea, North",2023-03-10 04:21:03,40.3399,127.5101,1,6,,,"Korea, North",0.0039,600.0',
+    ]) + "\n")
+    days = [*files, last]
+    code, summary = run(spark, tmp_path, days)
+    assert code == 0 and summary["totals"]["dates_completed"] == len(days)
+    assert summary["totals"]["rows_quarantined"] == 1
+    assert summary["totals"]["field_issues"] == 0  # empty cells are nulls, not problems
+    (somaliland,) = quarantined(tmp_path).to_pylist()
+    assert somaliland["reason"] == "Country_Region 'Somaliland' is not in the country mapping table"
+    rows = processed(tmp_path).to_pylist()
+    landed = {(r["country_region"], r["province_state"]): r for r in rows}
+    expected = {(country, province) for entries in files.values() for province, country, _, _ in entries
+                if country != "Somaliland"} | {("US", "Alabama"), ("Tuvalu", None), ("Korea, North", None)}
+    assert set(landed) == expected
+    assert landed[("Summer Olympics 2020", None)]["iso3"] is None
+    assert landed[("Winter Olympics 2022", None)]["iso3"] is None
+    assert (landed[("Palau", None)]["iso3"], landed[("Antarctica", None)]["iso3"]) == ("PLW", "ATA")
+    assert landed[("United Kingdom", "Guernsey")]["iso3"] == "GBR"
+    assert landed[("Malaysia", "Selangor")]["confirmed"] == 100
+    late = [r for r in rows if str(r["report_date"]) == last.isoformat()]
+    assert len(late) == 3 and all(r["recovered"] is None and r["active"] is None for r in late)
+    tuvalu = next(r for r in late if r["country_region"] == "Tuvalu")
+    assert (tuvalu["confirmed"], tuvalu["deaths"], tuvalu["incident_rate"], tuvalu["iso3"]) == (2805, 0, None, "TUV")
+    assert next(r for r in late if r["admin2"] == "Autauga")["incident_rate"] == 35319.4

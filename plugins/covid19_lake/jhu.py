@@ -25,7 +25,7 @@ def spark_arguments(cfg: LakeConfig, dates: list[str], summary: str) -> list[str
 
 
 SPARK_JOB = SparkJob(name=JOB_NAME, script="jhu_daily_reports.py", arguments=spark_arguments,
-                     glue_tables=("jhu_daily_reports",))
+                     glue_tables=("jhu_daily_reports", "jhu_field_issues"))
 
 
 class NotPublishedInTime(RuntimeError):
