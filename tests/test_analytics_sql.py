@@ -232,3 +232,27 @@ def test_fixture_lake_rebuild_is_idempotent(tmp_path: Path, jhu_mirror: Path) ->
     assert n == sum(1 for p in fixture_lake.select_reports(jhu_mirror, WINDOW[:3])
                     for _ in csv.DictReader(p.open(encoding="utf-8")))
     assert len(country_code_pairs()) > 240
+
+
+def test_per_100k_rates_use_jhus_population_and_are_null_without_one(con, expected) -> None:
+    from covid19_lake.analytics.dialect import country_populations
+
+    populations = country_populations()
+    assert populations["Germany"] == 83155031 and populations["US"] == 329466283  # JHU's UID table
+    assert not {"Diamond Princess", "MS Zaandam", "Antarctica", "Summer Olympics 2020"} & set(populations)
+    rows = {(r["country_region"], r["report_date"]): r for r in duck.query(
+        con, "SELECT * FROM analytics_country_daily")}
+    day = WINDOW[-1]
+    germany = rows[("Germany", day)]
+    assert germany["population"] == populations["Germany"]
+    assert_close(germany["confirmed_per_100k"], germany["confirmed"] * 1e5 / populations["Germany"], "cases/100k")
+    assert_close(germany["deaths_per_100k"], germany["deaths"] * 1e5 / populations["Germany"], "deaths/100k")
+    week = sum(expected[("Germany", day - timedelta(days=k))]["new_cases"] for k in range(7))
+    assert_close(germany["new_cases_7d_per_100k"], week * 1e5 / populations["Germany"], "7-day new cases/100k")
+    assert rows[("Germany", WINDOW[0])]["new_cases_7d_per_100k"] is None  # no 7 days of changes yet
+    for ship in ("Diamond Princess", "MS Zaandam"):
+        row = rows[(ship, day)]
+        assert row["confirmed"] > 0 and row["population"] is None
+        assert (row["confirmed_per_100k"], row["deaths_per_100k"], row["new_cases_7d_per_100k"]) == (None, None, None)
+    with_population = [r for r in rows.values() if r["population"] is not None]
+    assert len({r["country_region"] for r in with_population}) >= 180

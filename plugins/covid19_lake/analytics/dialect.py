@@ -10,6 +10,7 @@ disagree, a source calls a macro from here instead of writing the expression:
 - `avg_7d(col, partition)`: a trailing 7-day mean that is NULL unless all 7 calendar days are present;
   written with ROWS frames and date_diff, which both engines (and Athena engine v2) accept.
 - `country_codes()`: the ISO 3166 alpha-2/alpha-3 reference as an inline VALUES table (one CSV source).
+- `country_population()`: JHU's country populations (reference/jhu_population.csv) as an inline VALUES table.
 
 Rendering happens in Python before a statement reaches AthenaOperator, so no `{{` is left for Airflow's
 own templating to interpret.
@@ -26,6 +27,8 @@ import jinja2
 
 SQL_DIR = Path(__file__).resolve().parent / "sql"
 COUNTRY_CODES_CSV = Path(__file__).resolve().parent / "reference" / "country_codes.csv"
+# Derived from JHU's UID_ISO_FIPS_LookUp_Table.csv by local/jhu_population.py (reviewed, committed).
+POPULATION_CSV = Path(__file__).resolve().parent / "reference" / "jhu_population.csv"
 
 
 @dataclass(frozen=True)
@@ -60,6 +63,12 @@ class Dialect:
         values = ",\n        ".join(f"('{a2}', '{a3}')" for a2, a3 in country_code_pairs())
         return f"(SELECT * FROM (VALUES\n        {values}\n    ) AS v (alpha_2, alpha_3))"
 
+    def country_population(self) -> str:
+        """JHU's population of each country that has one, as an inline table (country_region, population)."""
+        values = ",\n        ".join(f"('{name.replace(chr(39), chr(39) * 2)}', {people})"
+                                     for name, people in country_populations().items())
+        return f"(SELECT * FROM (VALUES\n        {values}\n    ) AS v (country_region, population))"
+
 
 ATHENA = Dialect("athena", partitions_are_strings=True, date_trunc_returns_date=True, integer_division=True)
 DUCKDB = Dialect("duckdb", partitions_are_strings=False, date_trunc_returns_date=False, integer_division=False)
@@ -78,6 +87,23 @@ def country_code_pairs() -> tuple[tuple[str, str], ...]:
                                  f"got {a2!r}/{a3!r}")
             pairs.append((a2, a3))
     return tuple(pairs)
+
+
+@cache
+def country_populations() -> dict[str, int]:
+    """Country_Region -> population of JHU's country-level rows (no province, no admin2) that have one.
+
+    Ships, the Olympics and Antarctica have none, so their per-capita rates are NULL, not zero.
+    """
+    populations = {}
+    with POPULATION_CSV.open(newline="", encoding="utf-8") as handle:
+        for line, row in enumerate(csv.DictReader(handle), start=2):
+            if row["province_state"] or row["admin2"] or not row["population"]:
+                continue
+            if not row["population"].isdigit() or int(row["population"]) <= 0:
+                raise ValueError(f"{POPULATION_CSV}:{line}: population {row['population']!r} is not a count")
+            populations[row["country_region"]] = int(row["population"])
+    return populations
 
 
 def iso2_by_iso3() -> dict[str, str]:
@@ -102,6 +128,7 @@ def render(source: str, dialect: Dialect) -> str:
         "ratio_pct": dialect.ratio_pct,
         "avg_7d": dialect.avg_7d,
         "country_codes": dialect.country_codes,
+        "country_population": dialect.country_population,
     }
     sql = template.render(**macros).strip()
     return _strip_comment_lines(sql)

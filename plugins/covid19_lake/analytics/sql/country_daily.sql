@@ -5,6 +5,9 @@
 -- new_cases / new_deaths: difference from the country's previous report day. A country's first row is a
 -- difference from zero unless it is the lake's first report day (there the history is unknown: NULL).
 -- Negative differences are JHU corrections: they are kept and flagged, never clipped.
+-- Per 100,000 people: JHU's own population of the country (reference/jhu_population.csv, from its UID lookup
+-- table); NULL where JHU has none (ships, Olympics, Antarctica, names later than the table), never zero.
+-- new_cases_7d_per_100k: the last 7 report days' new cases (7 x the 7-day average, NULL until there are 7).
 WITH by_country AS (
     SELECT
         country_region,
@@ -30,6 +33,15 @@ changes AS (
         ) AS new_deaths
     FROM by_country AS b
     CROSS JOIN (SELECT MIN(report_date) AS first_report_date FROM by_country) AS s
+),
+averaged AS (
+    SELECT
+        c.*,
+        p.population,
+        {{ avg_7d('c.new_cases', 'c.country_region') }} AS new_cases_avg_7d,
+        {{ avg_7d('c.new_deaths', 'c.country_region') }} AS new_deaths_avg_7d
+    FROM changes AS c
+    LEFT JOIN {{ country_population() }} AS p ON p.country_region = c.country_region
 )
 SELECT
     country_region,
@@ -39,10 +51,14 @@ SELECT
     deaths,
     new_cases,
     new_deaths,
-    {{ avg_7d('new_cases', 'country_region') }} AS new_cases_avg_7d,
-    {{ avg_7d('new_deaths', 'country_region') }} AS new_deaths_avg_7d,
+    new_cases_avg_7d,
+    new_deaths_avg_7d,
     {{ ratio_pct('deaths', 'confirmed') }} AS case_fatality_ratio,
     COALESCE(new_cases < 0, FALSE) AS cases_corrected,
     COALESCE(new_deaths < 0, FALSE) AS deaths_corrected,
-    locations
-FROM changes
+    locations,
+    population,
+    CAST(confirmed AS double) * 100000 / population AS confirmed_per_100k,
+    CAST(deaths AS double) * 100000 / population AS deaths_per_100k,
+    new_cases_avg_7d * 7 * 100000 / population AS new_cases_7d_per_100k
+FROM averaged
