@@ -1,7 +1,7 @@
 """Country-day agreement of the JHU job's output with JHU's own global time series, against a plain pandas sum.
 
     .venv/bin/python bench/jhu_agreement.py [--time-series DIR] [--mirror DIR] [--master local[2]]
-                                            [--processed DIR] [--keep]
+                                            [--processed DIR] [--keep] [--job PATH]
 
 JHU's time series (`time_series_covid19_confirmed_global.csv`, `time_series_covid19_deaths_global.csv`, the
 final 2023-03 state) is not part of the shared data and never goes into git: pass the folder holding both
@@ -100,8 +100,9 @@ def ours(processed: Path) -> pd.DataFrame:
 def agreement(truth: pd.DataFrame, totals: pd.DataFrame, days: set[dt.date]) -> dict[str, float]:
     graded = truth[truth["report_date"].isin(days)]
     merged = graded.merge(totals, on=["country_region", "report_date"], how="left", suffixes=("", "_ours"))
-    return {measure: round(float((merged[measure] == merged[f"{measure}_ours"].fillna(0)).mean()), 4)
-            for measure in MEASURES} | {"country_days": len(merged)}
+    agree = {measure: int((merged[measure] == merged[f"{measure}_ours"].fillna(0)).sum()) for measure in MEASURES}
+    return ({measure: round(count / len(merged), 4) for measure, count in agree.items()}
+            | {f"{measure}_agreeing": count for measure, count in agree.items()} | {"country_days": len(merged)})
 
 
 def first_published_lake(mirror: Path, lake: Path) -> dict[dt.date, Path]:
@@ -121,10 +122,10 @@ def first_published_lake(mirror: Path, lake: Path) -> dict[dt.date, Path]:
     return files
 
 
-def run_job(lake: Path, start: dt.date, end: dt.date, master: str) -> Path:
+def run_job(lake: Path, start: dt.date, end: dt.date, master: str, job: Path = JOB) -> Path:
     env = spark_env()
     command = [str(Path(env["SPARK_HOME"]) / "bin" / "spark-submit"), "--master", master, "--driver-memory", "2g",
-               "--conf", "spark.ui.enabled=false", str(JOB), "--lake", str(lake), "--start-date", start.isoformat(),
+               "--conf", "spark.ui.enabled=false", str(job), "--lake", str(lake), "--start-date", start.isoformat(),
                "--end-date", end.isoformat(), "--summary-uri", str(lake / "summary.json")]
     log = lake / "spark-submit.log"
     with log.open("w") as handle:
@@ -144,6 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--master", default="local[2]")
     parser.add_argument("--processed", type=Path, help="an existing processed table of all 495 files (no job run)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary lakes")
+    parser.add_argument("--job", type=Path, default=JOB, help="the job script to grade (e.g. an older checkout's)")
     args = parser.parse_args(argv)
 
     truth = load_time_series(args.time_series)
@@ -157,9 +159,9 @@ def main(argv: list[str] | None = None) -> int:
             processed = args.processed
         else:
             build_lake(args.mirror, full_lake, copy=False)
-            processed = run_job(full_lake, min(every_day), max(every_day), args.master)
+            processed = run_job(full_lake, min(every_day), max(every_day), args.master, args.job)
         fancy_files = first_published_lake(args.mirror, fancy_lake)
-        fancy_processed = run_job(fancy_lake, *FIRST_PUBLISHED, args.master)
+        fancy_processed = run_job(fancy_lake, *FIRST_PUBLISHED, args.master, args.job)
         fancy_days = set(fancy_files)
         results["ours"] = agreement(truth, ours(processed), every_day)
         results["plain_sum"] = agreement(truth, plain_sum(files), every_day)
@@ -168,7 +170,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.keep:
             print(f"lakes kept in {tmp}")
     for name, numbers in results.items():
-        print(f"{name:>26}: confirmed {numbers['confirmed']:.4f}  deaths {numbers['deaths']:.4f}  "
+        print(f"{name:>26}: confirmed {numbers['confirmed']:.4f} ({numbers['confirmed_agreeing']:,})  "
+              f"deaths {numbers['deaths']:.4f} ({numbers['deaths_agreeing']:,})  "
               f"over {numbers['country_days']:,} country-days")
     print("RESULT " + json.dumps(results))
     return 0

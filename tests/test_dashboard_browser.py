@@ -83,6 +83,15 @@ def test_page_shows_the_lakes_numbers_for_germany(browser, server_url, jhu_mirro
     assert float(shown["new_deaths_avg_7d"]) == pytest.approx((deaths - week_ago_deaths) / 7, abs=0.006)
     assert float(shown["case_fatality_ratio"]) == pytest.approx(deaths * 100 / confirmed, abs=0.006)
     assert shown["corrected"] == "false"
+    # Per 100,000 people with JHU's population of Germany (its UID lookup table)
+    population = 83155031
+    assert int(shown["population"]) == population
+    assert float(shown["confirmed_per_100k"]) == pytest.approx(confirmed * 1e5 / population, abs=0.006)
+    assert float(shown["deaths_per_100k"]) == pytest.approx(deaths * 1e5 / population, abs=0.006)
+    assert float(shown["new_cases_7d_per_100k"]) == pytest.approx(
+        (confirmed - week_ago_confirmed) * 1e5 / population, abs=0.006)
+    rendered = page.evaluate("document.querySelector('#day-detail [data-field=confirmed_per_100k]').textContent")
+    assert rendered == f"{confirmed * 1e5 / population:,.2f}"
 
     assert page.evaluate("document.getElementById('global-cases').dataset.points") == str(len(WINDOW))
     options = page.evaluate("[...document.querySelectorAll('#country-picker option')].map(o => o.value)")
@@ -109,3 +118,14 @@ def test_a_real_correction_is_shown_as_a_negative_day(browser, server_url, jhu_m
     assert int(shown["new_deaths"]) == deaths
     assert shown["corrected"] == "true"
     assert shown["new_cases_avg_7d"] == ""  # fewer than 7 daily changes in the lake before that day
+
+
+def test_a_ship_without_a_population_shows_no_rates(browser, server_url) -> None:
+    page = browser.open(f"{server_url}?country=Diamond%20Princess&date=2020-07-10")
+    assert page.wait_for(READY) and page.evaluate("document.body.dataset.ready") == "true"
+    shown = page.evaluate(DETAIL)
+    assert shown["country"] == "Diamond Princess" and int(shown["confirmed"]) > 0
+    for field in ("population", "confirmed_per_100k", "deaths_per_100k", "new_cases_7d_per_100k"):
+        assert shown[field] == "", field
+        cell = page.evaluate(f"document.querySelector('#day-detail [data-field={field}]').textContent")
+        assert cell == "–", field

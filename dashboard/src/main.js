@@ -104,6 +104,12 @@ function renderDetail() {
   setCell("confirmed", pick("confirmed"), fmt(pick("confirmed")));
   setCell("deaths", pick("deaths"), fmt(pick("deaths")));
   setCell("case_fatality_ratio", pick("case_fatality_ratio"), fmt(pick("case_fatality_ratio"), 2));
+  // Per 100,000 people, from JHU's population; "–" where JHU has none (ships, Olympics, Antarctica).
+  setCell("population", doc.population, fmt(doc.population));
+  for (const column of ["confirmed_per_100k", "deaths_per_100k", "new_cases_7d_per_100k"]) {
+    const value = daily[column] ? pick(column) : undefined;
+    setCell(column, value, fmt(value, 2));
+  }
   const corrected = i >= 0 && (daily.cases_corrected[i] || daily.deaths_corrected[i]);
   setCell("corrected", corrected, i < 0 ? "–" : (corrected ? "yes" : "no"));
 }

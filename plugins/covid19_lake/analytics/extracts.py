@@ -50,6 +50,8 @@ QUERIES = {
 
 SERIES_COLUMNS = ("confirmed", "deaths", "new_cases", "new_deaths", "new_cases_avg_7d", "new_deaths_avg_7d",
                   "case_fatality_ratio")
+# Per 100,000 people (JHU's population; null where it has none): country documents only.
+PER_100K_COLUMNS = ("confirmed_per_100k", "deaths_per_100k", "new_cases_7d_per_100k")
 
 
 def plain(value: Any) -> Any:
@@ -110,8 +112,8 @@ def country_documents(daily: list[Row], weekly: list[Row], hashtags: list[Row],
             "deaths": plain(latest["deaths"]), "case_fatality_ratio": plain(latest["case_fatality_ratio"]),
         })
         documents[file_slug] = {
-            "country": name, "iso3": iso3, "iso2": iso2,
-            "daily": series(rows, ("cases_corrected", "deaths_corrected")),
+            "country": name, "iso3": iso3, "iso2": iso2, "population": plain(latest.get("population")),
+            "daily": series(rows, ("cases_corrected", "deaths_corrected", *PER_100K_COLUMNS)),
             "weekly": [], "top_hashtags": {},
         }
     slug_by_name = {entry["country"]: entry["file"].split("/")[-1][:-5] for entry in index}
