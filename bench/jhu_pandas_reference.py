@@ -33,10 +33,12 @@ sys.path.insert(0, str(REPO / "spark_jobs"))
 from jhu_daily_reports import (  # noqa: E402
     CANONICAL_FIELDS,
     CLEAR_PROVINCE,
+    COORDINATE_RANGES,
     COUNT_FIELDS,
     DEFAULT_MAPPING,
     DOUBLE_FIELDS,
     OUTPUT_COLUMNS,
+    ROW_COUNT_FIELDS,
     detect_era,
 )
 
@@ -95,21 +97,36 @@ def normalize(df: pd.DataFrame, mapping: pd.DataFrame) -> pd.DataFrame:
         raw_ts.notna() & parsed.isna()))
     df["last_update_raw"], df["last_update"] = raw_ts, parsed
 
+    # Confirmed and Deaths decide the row; a problem in any other field only nulls it (the job also records the
+    # finding in jhu_field_issues, which this timing reference does not write; it counts them).
+    issues = pd.Series(0, index=df.index)
     for name in COUNT_FIELDS:
         raw = df[name]
         whole = raw.str.match(WHOLE_NUMBER, na=False)
         value = pd.to_numeric(raw.where(whole).str.replace(r"\.0*$", "", regex=True)).astype("Int64")
-        reasons.append((f"{name.capitalize()} '" + raw + "' is not a whole number").where(raw.notna() & ~whole))
         negative = (value < 0).fillna(False)
         if name == "active":
             negative &= df["province_state"].ne("Recovered").fillna(True)
-        reasons.append((f"{name.capitalize()} '" + raw + "' is negative, expected a count >= 0").where(negative))
+        if name in ROW_COUNT_FIELDS:
+            reasons.append((f"{name.capitalize()} '" + raw + "' is not a whole number").where(
+                raw.notna() & ~whole))
+            reasons.append((f"{name.capitalize()} '" + raw + "' is negative, expected a count >= 0").where(
+                negative))
+        else:
+            bad = (raw.notna() & ~whole) | negative
+            issues += bad.astype(int)
+            value = value.where(~bad)
         df[name] = value
     for name in DOUBLE_FIELDS:
         raw = df[name]
         ok = raw.str.match(DECIMAL_NUMBER, na=False)
-        reasons.append((f"{name} '" + raw + "' is not a number").where(raw.notna() & ~ok))
-        df[name] = pd.to_numeric(raw.where(ok)).astype("float64")
+        value = pd.to_numeric(raw.where(ok)).astype("float64")
+        bad = raw.notna() & ~ok
+        if name in COORDINATE_RANGES:
+            bad |= (value.abs() > COORDINATE_RANGES[name]).fillna(False)
+        issues += bad.astype(int)
+        df[name] = value.where(~bad)
+    df["field_issues"] = issues
 
     df["reason"] = join_reasons(reasons, df.index)
     df["country_region"], df["iso3"] = df["map_country"], df["map_iso3"]
@@ -125,9 +142,9 @@ def join_reasons(reasons: list[pd.Series], index: pd.Index) -> pd.Series:
 
 
 def classify(df: pd.DataFrame) -> pd.DataFrame:
-    """Same rule as the job: within a key, latest last_update, highest confirmed/deaths/recovered, ...."""
+    """Same rule as the job: within a key, highest confirmed/deaths, latest last_update, highest recovered, ...."""
     valid = df[df["reason"].isna()].copy()
-    order = ["last_update", "confirmed", "deaths", "recovered", "combined_key", "active", "fips", "iso3",
+    order = ["confirmed", "deaths", "last_update", "recovered", "combined_key", "active", "fips", "iso3",
              "latitude", "longitude", "incident_rate", "case_fatality_ratio"]
     ascending = [False, False, False, False, True, False, True, True, True, True, True, True]
     keys = ["report_date", "country_region", "province_state", "admin2"]
@@ -200,6 +217,7 @@ def main(argv: list[str] | None = None) -> int:
         "rows_quarantined": int(outcomes.get("quarantined", 0)),
         "exact_duplicates_dropped": int(outcomes.get("exact_duplicate", 0)),
         "key_duplicates_resolved": int(outcomes.get("key_duplicate", 0)),
+        "field_issues": int(classified.loc[classified["outcome"] == "kept", "field_issues"].sum()),
         "read_seconds": round(read_seconds, 2),
         "wall_seconds": round(wall, 2),
         "rows_per_second": round(len(classified) / wall),
@@ -208,7 +226,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"pandas reference: {result['files']} files, {result['rows_read']} rows in {wall:.1f} s "
           f"({result['rows_per_second']} rows/s, read {read_seconds:.1f} s), peak RSS {result['peak_rss_mb']} MB")
     print(f"  written {result['rows_written']}, quarantined {result['rows_quarantined']}, exact duplicates "
-          f"{result['exact_duplicates_dropped']}, key duplicates {result['key_duplicates_resolved']}")
+          f"{result['exact_duplicates_dropped']}, key duplicates {result['key_duplicates_resolved']}, "
+          f"field issues {result['field_issues']}")
     print("RESULT " + json.dumps(result))
     return 0
 
