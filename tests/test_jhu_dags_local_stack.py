@@ -57,9 +57,9 @@ def steps(stack) -> list[dict]:
     return stack.client("emr").list_steps(ClusterId=stack.outputs["EmrClusterId"])["Steps"]
 
 
-def glue_partitions(stack) -> set[str]:
+def glue_partitions(stack, table: str = "jhu_daily_reports") -> set[str]:
     pages = stack.client("glue").get_paginator("get_partitions").paginate(
-        DatabaseName="covid19", TableName="jhu_daily_reports")
+        DatabaseName="covid19", TableName=table)
     return {p["Values"][0] for page in pages for p in page["Partitions"]}
 
 
@@ -93,6 +93,7 @@ def test_daily_run_lands_processes_catalogs_records_and_notifies(airflow, jhu_mi
             or "spark.driver.defaultJavaOptions=-XX:ArchiveClassesAtExit=" in controller)
     assert f"{QUIET} {SERIAL}" in controller  # and the local drivers' collector (local/jvm/collector.py)
     assert "2020-03-01" in glue_partitions(stack)
+    assert "2020-03-01" in glue_partitions(stack, "jhu_field_issues")  # catalogued with the processed table
     sent = wait_for_notifications(stack, "2020-03-01", 9)
     for destination in ("/chime", "/slack", "/teams"):
         assert [s for d, s in sent if d == destination] == ["SUBMITTED", "RUNNING", "COMPLETED"]
