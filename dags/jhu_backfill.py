@@ -16,9 +16,23 @@ from covid19_lake import jhu, jhu_source
 from covid19_lake.assets import JHU_DAILY_REPORTS
 from covid19_lake.config import JHU_FIRST_DATE, JHU_LAST_DATE, LakeConfig
 from covid19_lake.dag_defaults import DEFAULT_ARGS
-from covid19_lake.spark_pipeline import emr_spark_job
+from covid19_lake.spark_pipeline import emr_spark_job, failure_callback
 
 LAND_BATCH = 50
+
+
+def requested_dates(context) -> list[str]:
+    """The dates the run was asked for (none when the range is not JHU's): a landing failure is recorded
+    on them."""
+    params = context["params"]
+    try:
+        start, end = date.fromisoformat(params["start_date"]), date.fromisoformat(params["end_date"])
+        if start < JHU_FIRST_DATE or end > JHU_LAST_DATE:
+            return []
+        return [d.isoformat() for d in jhu_source.date_range(start, end)]
+    except (KeyError, TypeError, ValueError):
+        return []
+
 
 with DAG(
     dag_id="jhu_backfill",
@@ -53,7 +67,8 @@ with DAG(
             raise AirflowFailException(str(error)) from error
         return [days[i:i + LAND_BATCH] for i in range(0, len(days), LAND_BATCH)]
 
-    @task
+    # A batch that cannot land fails the run before any claim: its failure becomes the run's job record.
+    @task(on_failure_callback=failure_callback(jhu.SPARK_JOB, planned_dates=requested_dates))
     def land_batch(days: list[str], **context) -> dict[str, list[str]]:
         results = jhu.land_many(LakeConfig.load(), [date.fromisoformat(d) for d in days],
                                 refresh=bool(context["params"]["refresh"]))
@@ -74,7 +89,7 @@ with DAG(
 
     outcomes = land_batch.expand(days=plan_batches())
     landed = landed_dates(outcomes)
-    spark = emr_spark_job(jhu.SPARK_JOB, landed, outlets=[JHU_DAILY_REPORTS])
+    spark = emr_spark_job(jhu.SPARK_JOB, landed, outlets=[JHU_DAILY_REPORTS], planned_dates=requested_dates)
     chain(
         # LAND: the missing files, in parallel batches
         landed,

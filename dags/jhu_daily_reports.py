@@ -51,8 +51,12 @@ with DAG(
             raise AirflowFailException(str(error)) from error
         return PokeReturnValue(is_done=uri is not None, xcom_value=[day.isoformat()])
 
+    def report_dates(context) -> list[str]:
+        """The run's report date, for a failure recorded before land_report returned it."""
+        return [(context["logical_date"] or context["dag_run"].run_after).date().isoformat()]
+
     landed = land_report()
-    spark = emr_spark_job(jhu.SPARK_JOB, landed, outlets=[JHU_DAILY_REPORTS])
+    spark = emr_spark_job(jhu.SPARK_JOB, landed, outlets=[JHU_DAILY_REPORTS], planned_dates=report_dates)
     chain(
         # LAND: the day's file, once JHU has published it
         landed,

@@ -44,8 +44,13 @@ with DAG(
         return PokeReturnValue(is_done=Lake(cfg.aws_conn_id).has_prefix(prefix),
                                xcom_value=[f"{hour:%Y-%m-%dT%H}"])
 
+    def planned_hours(context) -> list[str]:
+        """The run's arrival hour, for a failure recorded before wait_for_hour returned it."""
+        return [f"{context['data_interval_start']:%Y-%m-%dT%H}"]
+
     hours = wait_for_hour()
-    spark = emr_spark_job(tweet_jobs.TWEETS_JOB, hours, outlets=[TWEETS, TWEET_DAILY_STATS])
+    spark = emr_spark_job(tweet_jobs.TWEETS_JOB, hours, outlets=[TWEETS, TWEET_DAILY_STATS],
+                          planned_dates=planned_hours)
     chain(
         # WAIT: the hour's raw tweets
         hours,

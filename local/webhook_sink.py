@@ -8,7 +8,9 @@ logic can be exercised against it.
 from __future__ import annotations
 
 import json
+import re
 import threading
+from collections import Counter
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -119,3 +121,42 @@ def read_sink_log(log_file: Path) -> list[dict[str, Any]]:
     if not path.exists():
         return []
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+# A message's title reads "<emoji> <STATUS>: <job> for <date or dates>" in every destination's format.
+_TITLE_STATUS = re.compile(r"(PARTLY FAILED|SUBMITTED|RUNNING|COMPLETED|FAILED|SKIPPED|UNKNOWN): ")
+
+
+def post_status(post: dict[str, Any]) -> str:
+    """The status a recorded post announces (PARTLY FAILED for a run that failed in part), or "other"."""
+    found = _TITLE_STATUS.search(json.dumps(post.get("body"), ensure_ascii=False))
+    return found.group(1) if found else "other"
+
+
+def destination_of(post: dict[str, Any]) -> str:
+    """``chime``, ``slack`` or ``teams``: the last part of the path the local webhooks secret points at."""
+    return str(post.get("path") or "").split("?")[0].rstrip("/").rsplit("/", 1)[-1] or "/"
+
+
+def count_messages(log_file: Path, skip_lines: int = 0, about: str | None = None) -> dict[str, Any]:
+    """The messages the sink accepted, per destination: ``{"total", "by_destination": {"slack": 6, ...},
+    "by_status": {...}, "by_destination_and_status": {"slack": {"SUBMITTED": 2, ...}}}``.
+
+    ``skip_lines`` leaves out the posts recorded before (the log's length when a run began);
+    ``about`` keeps only the posts whose body contains that text (e.g. ``"for 2020-03-01..2020-03-31"``).
+    Posts the sink answered with an error status (``/status/<code>/...``) were not delivered: not counted.
+    """
+    posts = [post for post in read_sink_log(log_file)[skip_lines:]
+             if _status_for(str(post.get("path") or "")) < 300
+             and (about is None or about in json.dumps(post.get("body"), ensure_ascii=False))]
+    by_destination: Counter[str] = Counter()
+    by_status: Counter[str] = Counter()
+    both: dict[str, Counter[str]] = {}
+    for post in posts:
+        destination, status = destination_of(post), post_status(post)
+        by_destination[destination] += 1
+        by_status[status] += 1
+        both.setdefault(destination, Counter())[status] += 1
+    return {"total": len(posts), "by_destination": dict(sorted(by_destination.items())),
+            "by_status": dict(by_status),
+            "by_destination_and_status": {d: dict(c) for d, c in sorted(both.items())}}

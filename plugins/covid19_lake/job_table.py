@@ -122,6 +122,26 @@ def is_stale(item: dict[str, Any], run: RunInfo | None, *, now: datetime, claim_
     return not mine and bool(submitted) and now - parse_iso(submitted) >= claim_timeout
 
 
+def failure_decision(item: dict[str, Any] | None, run: RunInfo, *, force: bool) -> str:
+    """Whether an Airflow-side failure of ``run`` before any step becomes the date's FAILED record:
+    "fail", or why not. A date no run holds (no record, FAILED, or this run's own claim without a step)
+    takes it; a date another run is processing reports through that run; a COMPLETED date keeps its
+    result unless the run was forced (its claim would have skipped it); this run's FAILED record is a
+    repeat."""
+    if item is None:
+        return "fail"
+    status = item.get("status")
+    if status in IN_FLIGHT:
+        if same_run(item, run) and not item.get("step_id"):
+            return "fail"
+        return f"in flight for run {item.get('dag_id')}/{item.get('run_id')}"
+    if status == COMPLETED and not force:
+        return f"completed by run {item.get('run_id')}"
+    if status == FAILED and same_run(item, run):
+        return "already failed for this run"
+    return "fail"
+
+
 def _number(value: float | int | None) -> Decimal | None:
     return None if value is None else Decimal(str(round(float(value), 3)))
 
@@ -281,6 +301,41 @@ class JobTable:
 
         return self._update(job_date, job_name, run, IN_FLIGHT, changes,
                             {"status": status, "ended_at": iso(ended_at), "error": error})
+
+    def drop_run_item(self, job_date: str, job_name: str, run: RunInfo) -> bool:
+        """This run's in-flight record stops naming a run item (its run turned out to hold one date only), so
+        its own transitions are posted from now on; no status changes, so this write posts nothing."""
+        return self._update(job_date, job_name, run, IN_FLIGHT, {"run_item": None})
+
+    def fail_before_step(self, job_date: str, job_name: str, run: RunInfo, *, error: str, ended_at: datetime,
+                         force: bool = False, run_item: str | None = None) -> bool:
+        """Record an Airflow-side failure before any step (landing, no cluster, the claim crashed) as the
+        date's FAILED record, so the stream notifier reports it; False when nothing was written.
+
+        ``failure_decision`` says which records take it; a write is conditional on the record read, and a
+        repeat (the same run's FAILED record) writes nothing, so the stream carries the failure once.
+        """
+        for _ in range(5):
+            item = self.get(job_date, job_name)
+            if failure_decision(item, run, force=force) != "fail":
+                return False
+            moment = iso(ended_at)
+            attempts = list((item or {}).get("attempts", []))
+            if item is not None and same_run(item, run) and item.get("status") in IN_FLIGHT and attempts:
+                attempts[-1] = {**attempts[-1], "status": FAILED, "ended_at": moment, "error": error}
+                kept = {k: v for k, v in item.items() if k not in ("run_item",)}
+            else:
+                attempts.append({"run_id": run.run_id, "try_number": run.try_number, "status": FAILED,
+                                 "ended_at": moment, "error": error})
+                kept = {"job_date": job_date, "job_name": job_name}
+            new_item = {
+                **kept, "status": FAILED, "dag_id": run.dag_id, "run_id": run.run_id,
+                "try_number": run.try_number, "ended_at": moment, "updated_at": iso(utc_now()), "error": error,
+                "attempts": attempts, "version": int((item or {}).get("version", 0)) + 1, "run_item": run_item,
+            }
+            if self._put_if_unchanged(new_item, item):
+                return True
+        raise RuntimeError(f"job record {job_name}/{job_date} kept changing under concurrent writers")
 
 
 # Every date is its own record, so their writes are independent; one at a time, a backfill's 495 dates

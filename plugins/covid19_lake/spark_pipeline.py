@@ -15,6 +15,13 @@ reads like the list above. The job's JSON summary (written by the Spark job to t
 step's command line) says, per date, whether it completed and how many rows it wrote and quarantined; the
 records and partitions follow it, so one bad file in a backfill fails that date only.
 
+Notifications (docs/notifier.md): a run that claims two dates or more reports through ONE run item
+(`covid19_lake.run_records`): claim names it on each date's record and writes it SUBMITTED, mark_running
+RUNNING, record_results COMPLETED or FAILED with every failed date's reason. A failure before any step
+(the task that made the dates, acquire_cluster, claim) is written by an on_failure_callback as the run
+item's (or the one date's) FAILED record with its reason (`record_airflow_failure`), so the notifier on
+the job table's stream posts it once, like any other transition.
+
 A record whose step ended without its run recording the end (a killed task, a sensor the scheduler
 failed) is settled from the same summary by `settle_stale`: in the claim of the next run that touches
 the date, and by the `job_records_reconcile` DAG.
@@ -33,7 +40,7 @@ from airflow.providers.amazon.aws.hooks.emr import EmrHook
 from airflow.sdk import Asset, TaskGroup, TriggerRule, task
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
-from covid19_lake import emr, glue, job_table
+from covid19_lake import emr, glue, job_table, run_records
 from covid19_lake import lake as lake_paths
 from covid19_lake.config import LakeConfig, ParseTimeSettings
 from covid19_lake.lake import Lake
@@ -246,15 +253,22 @@ def emr_spark_job(
     *,
     outlets: Sequence[Asset] = (),
     group_id: str = "spark_job",
+    planned_dates: PlannedDates | None = None,
 ) -> SparkJobTasks:
     """Make the shared tasks for `job` over `dates` (an XComArg of ISO dates) in a TaskGroup; the DAG file
-    chains them (SparkJobTasks lists them in order). Data flows between them as XComArgs only."""
+    chains them (SparkJobTasks lists them in order). Data flows between them as XComArgs only.
+
+    A failure before any step (the task that made `dates`, acquire_cluster, claim) becomes the job record
+    of the run's dates, FAILED with its reason (`record_airflow_failure`): the dates come from `dates`, or
+    from `planned_dates(context)` when the task that makes them failed."""
     settings = ParseTimeSettings.from_env()
     sensor_kwargs = step_sensor_kwargs(settings)
+    on_failure = failure_callback(job, dates, planned_dates)
+    add_failure_callback(getattr(dates, "operator", None), on_failure)
 
     with TaskGroup(group_id=group_id):
 
-        @task(multiple_outputs=True)
+        @task(multiple_outputs=True, on_failure_callback=on_failure)
         def acquire_cluster(**context) -> dict[str, Any]:
             """The EMR cluster to run on: {"id", "created"} (created: a transient cluster of this run)."""
             cfg = LakeConfig.load()
@@ -279,7 +293,7 @@ def emr_spark_job(
             print(f"found cluster {cluster_id} named {cfg.emr_cluster_name!r}")
             return {"id": cluster_id, "created": False}
 
-        @task(multiple_outputs=True)
+        @task(multiple_outputs=True, on_failure_callback=on_failure)
         def claim(dates: list[str] | None, cluster_id: str, **context) -> dict[str, Any]:
             """Claim each date for this run; {"dates": claimed or resumed, "decisions": date -> why}."""
             cfg = LakeConfig.load()
@@ -290,11 +304,17 @@ def emr_spark_job(
             items = job_table.for_each_date(cfg.job_table, cfg.aws_conn_id, days,
                                             lambda table, day: table.get(day, job.name))
             settled = settle_stale(cfg, {job.name: job}, [i for i in items.values() if i], steps, run=run)
+            claim_timeout = timedelta(minutes=cfg.claim_timeout_minutes)
+            if settled:
+                items = job_table.for_each_date(cfg.job_table, cfg.aws_conn_id, days,
+                                                lambda table, day: table.get(day, job.name))
+            run_item = planned_run_item(job, run, items, force=force, claim_timeout=claim_timeout,
+                                        step_state=steps.state)
             decisions = job_table.for_each_date(
                 cfg.job_table, cfg.aws_conn_id, days,
                 lambda table, day: table.claim(
                     day, job.name, run, cluster_id=cluster_id, force=force,
-                    claim_timeout=timedelta(minutes=cfg.claim_timeout_minutes), step_state=steps.state,
+                    claim_timeout=claim_timeout, step_state=steps.state, run_item=run_item,
                 ),
             )
             outcome: dict[str, str] = {}
@@ -306,7 +326,8 @@ def emr_spark_job(
             if not claimed:
                 context["ti"].xcom_push(key="decisions", value=outcome)
                 raise AirflowSkipException(nothing_to_run(job.name, outcome))
-            return {"dates": claimed, "decisions": outcome}
+            run_item = announce_run(cfg, job, run, claimed, run_item, cluster_id)
+            return {"dates": claimed, "decisions": outcome, "run_item": run_item}
 
         @task(multiple_outputs=True)
         def add_step(cluster_id: str, dates: list[str], **context) -> dict[str, str]:
@@ -317,7 +338,8 @@ def emr_spark_job(
                     "step_id": submit_step(cfg, job, run_info(context), cluster_id, dates, emr_hook(cfg))}
 
         @task
-        def mark_running(cluster_id: str, step_id: str, dates: list[str], **context) -> str | None:
+        def mark_running(cluster_id: str, step_id: str, dates: list[str], run_item: str | None = None,
+                         **context) -> str | None:
             """RUNNING with EMR's start time (nothing to write for a step that ended without running)."""
             cfg = LakeConfig.load()
             step = emr.describe_step(emr_hook(cfg), cluster_id, step_id)
@@ -328,6 +350,9 @@ def emr_spark_job(
             run = run_info(context)
             job_table.for_each_date(cfg.job_table, cfg.aws_conn_id, dates, lambda table, day: (
                 table.mark_running(day, job.name, run, started)))
+            if run_item:
+                run_records.RunRecords(cfg.job_table, cfg.aws_conn_id).running(job.name, run, dates, started,
+                                                                              step_id=step_id)
             return job_table.iso(started)
 
         @task(trigger_rule=TriggerRule.ALL_DONE)
@@ -349,13 +374,15 @@ def emr_spark_job(
 
         @task(trigger_rule=TriggerRule.ALL_DONE, outlets=list(outlets))
         def record_results(cluster_id: str | None, step_id: str | None, dates: list[str] | None,
-                           decisions: dict[str, str] | None, **context) -> dict[str, Any]:
+                           decisions: dict[str, str] | None, run_item: str | None = None,
+                           **context) -> dict[str, Any]:
             """Each date's final record; fails the run when a date FAILED, skips when nothing was run."""
             if not dates:
                 raise AirflowSkipException(nothing_to_run(job.name, decisions or {}))
             cfg = LakeConfig.load()
             return record_run_results(cfg, job, run_info(context), cluster_id, step_id, dates, emr_hook(cfg),
-                                      step_timeout=timedelta(seconds=settings.step_timeout_seconds))
+                                      step_timeout=timedelta(seconds=settings.step_timeout_seconds),
+                                      run_item=bool(run_item))
 
         @task
         def release_cluster(cluster: dict[str, Any] | None) -> str:
@@ -384,11 +411,12 @@ def emr_spark_job(
             claim=claimed.operator,
             add_step=step.operator,
             wait_for_start=wait_for_start,
-            mark_running=mark_running(step["cluster_id"], step["step_id"], claimed["dates"]).operator,
+            mark_running=mark_running(step["cluster_id"], step["step_id"], claimed["dates"],
+                                      claimed["run_item"]).operator,
             wait_for_end=wait_for_end,
             add_partitions=add_partitions(step["cluster_id"], step["step_id"], claimed["dates"]).operator,
             record_results=record_results(step["cluster_id"], step["step_id"], claimed["dates"],
-                                          claimed["decisions"]).operator,
+                                          claimed["decisions"], claimed["run_item"]).operator,
             release_cluster=release,
         )
 
@@ -420,13 +448,16 @@ def submit_step(cfg: LakeConfig, job: SparkJob, run: job_table.RunInfo, cluster_
 
 def record_run_results(cfg: LakeConfig, job: SparkJob, run: job_table.RunInfo, cluster_id: str | None,
                        step_id: str | None, dates: list[str], hook: EmrHook, *,
-                       step_timeout: timedelta) -> dict[str, Any]:
+                       step_timeout: timedelta, run_item: bool | None = None) -> dict[str, Any]:
     """Write each claimed date's final record from the step's real end and its job summary.
 
     Without a step id (add_step did not finish) the step recorded on the dates is used, if any. A step
     still running leaves the records as they are and fails (the next run of the dates or
     job_records_reconcile records its end), unless it has run past `step_timeout`: then it is cancelled
     and its dates recorded FAILED. Any FAILED date fails the task.
+
+    `run_item` (default: whether the dates need one) says whether the run reports through its run item:
+    then the item is finished with the same results, after the dates' records.
     """
     if not step_id:
         items = job_table.for_each_date(cfg.job_table, cfg.aws_conn_id, dates,
@@ -456,6 +487,8 @@ def record_run_results(cfg: LakeConfig, job: SparkJob, run: job_table.RunInfo, c
     started = step_time(step, "StartDateTime")
     job_table.for_each_date(cfg.job_table, cfg.aws_conn_id, list(results), lambda table, day: (
         table.finish(day, job.name, run, ended_at=ended, started_at=started, **results[day])))
+    if run_item if run_item is not None else run_records.needs_run_item(dates):
+        run_records.RunRecords(cfg.job_table, cfg.aws_conn_id).finished(job.name, run, results, ended, dates=dates)
     failed = {d: r["error"] for d, r in results.items() if r["status"] == job_table.FAILED}
     if failed:
         raise AirflowFailException(f"{len(failed)} of {len(results)} dates failed: {failed}")
@@ -475,3 +508,116 @@ def _missing_step(cluster: str | None, step_id: str | None) -> dict[str, Any]:
     """A stand-in when no step was added: the dates failed before EMR was involved."""
     reason = "the EMR step was not added" + ("" if cluster else " (no cluster was found or created)")
     return {"Id": step_id or "-", "Status": {"State": "FAILED", "StateChangeReason": {"Message": reason}}}
+
+
+# -- run items and Airflow-side failures ----------------------------------------------------------------
+PlannedDates = Callable[[Mapping[str, Any]], Sequence[str]]
+
+
+def planned_run_item(job: SparkJob, run: job_table.RunInfo, items: Mapping[str, dict[str, Any] | None], *,
+                     force: bool, claim_timeout: timedelta, step_state: job_table.StepStateLookup,
+                     now: datetime | None = None) -> str | None:
+    """The run item the claim names on its dates' records: when two dates or more will be claimed or
+    resumed (decided on the records just read, as the claim will decide), else None."""
+    moment = now or job_table.utc_now()
+    claimable = [day for day, item in items.items() if job_table.decide(
+        item, run, force=force, now=moment, claim_timeout=claim_timeout,
+        step_state=step_state).action in ("claim", "resume")]
+    return run_records.run_item_name(job.name, run) if run_records.needs_run_item(claimable) else None
+
+
+def announce_run(cfg: LakeConfig, job: SparkJob, run: job_table.RunInfo, claimed: list[str],
+                 run_item: str | None, cluster_id: str) -> str | None:
+    """The run item SUBMITTED for the claimed dates; the run item the run reports through, or None.
+
+    A claim raced by another run can leave one date where two were planned: that date's record stops
+    naming the run item, so its own later transitions are posted (its SUBMITTED was not)."""
+    if not run_item:
+        return None
+    if not run_records.needs_run_item(claimed):
+        job_table.for_each_date(cfg.job_table, cfg.aws_conn_id, claimed,
+                                lambda table, day: table.drop_run_item(day, job.name, run))
+        return None
+    run_records.RunRecords(cfg.job_table, cfg.aws_conn_id).submitted(job.name, run, claimed, cluster_id=cluster_id)
+    return run_item
+
+
+def record_airflow_failure(cfg: LakeConfig, job: SparkJob, run: job_table.RunInfo, dates: Iterable[str],
+                           reason: str, *, force: bool = False,
+                           ended_at: datetime | None = None) -> dict[str, Any]:
+    """A failure before any step (landing, no cluster, the claim crashed) as job records, so the stream
+    notifier posts it once: the run item FAILED with the reason when two dates or more take it, else the
+    one date's record FAILED. Which dates take it: `job_table.failure_decision`. Idempotent: a repeat
+    finds the records FAILED for this run and writes nothing."""
+    ended = ended_at or job_table.utc_now()
+    days = sorted({str(day) for day in dates})
+    error = run_records.truncate_bytes(" ".join(reason.split()), run_records.ERROR_MAX_BYTES)
+    items = job_table.for_each_date(cfg.job_table, cfg.aws_conn_id, days,
+                                    lambda table, day: table.get(day, job.name))
+    why = {day: job_table.failure_decision(items[day], run, force=force) for day in days}
+    failing = [day for day in days if why[day] == "fail"]
+    for day in days:
+        if why[day] != "fail":
+            print(f"{job.name} {day}: failure not recorded on this date ({why[day]})")
+    run_item = run_records.run_item_name(job.name, run) if run_records.needs_run_item(failing) else None
+    reported = False
+    if run_item:  # first: once the run item says FAILED, the failure is on its way to chat
+        reported = run_records.RunRecords(cfg.job_table, cfg.aws_conn_id).failed(job.name, run, failing, error,
+                                                                                ended_at=ended)
+    written = job_table.for_each_date(cfg.job_table, cfg.aws_conn_id, failing, lambda table, day: (
+        table.fail_before_step(day, job.name, run, error=error, ended_at=ended, force=force, run_item=run_item)))
+    if not run_item:
+        reported = any(written.values())
+    print(f"{job.name}: recorded the failure on {sum(written.values())} of {len(days)} dates"
+          f"{' and its run item' if run_item and reported else ''}: {error}")
+    return {"dates": failing, "run_item": run_item, "reported": reported}
+
+
+def failure_callback(job: SparkJob, dates: Any = None,
+                     planned_dates: PlannedDates | None = None) -> Callable[[Mapping[str, Any]], None]:
+    """An on_failure_callback (the task's last try failed) recording the failure with `record_airflow_failure`:
+    its dates are the XCom `dates` (an XComArg) when its task pushed it, else `planned_dates(context)`."""
+    source = getattr(dates, "operator", None)
+    key = getattr(dates, "key", None) or "return_value"
+
+    def on_failure(context: Mapping[str, Any]) -> None:
+        ti = context["ti"]
+        try:
+            days: Sequence[str] | None = None
+            if source is not None and source.task_id != ti.task_id:
+                days = ti.xcom_pull(task_ids=source.task_id, key=key)
+            if not days and planned_dates is not None:
+                days = planned_dates(context)
+            if not days:
+                print(f"{ti.task_id} failed before {job.name} knew its dates: no job record to write")
+                return
+            exception = context.get("exception")
+            if exception is None:
+                reason = f"{ti.task_id} failed (no exception was recorded; see its log)"
+            elif type(exception).__name__.startswith("Airflow"):  # the task's own words
+                reason = f"{ti.task_id} failed: {exception}"
+            else:
+                reason = f"{ti.task_id} failed: {type(exception).__name__}: {exception}"
+            params = context.get("params") or {}
+            record_airflow_failure(LakeConfig.load(), job, run_info(dict(context)), list(days), reason,
+                                   force=bool(params.get("force", False)))
+        except Exception as error:  # Airflow logs and drops a callback's exception: say what was lost
+            print(f"could not record the failure of {ti.task_id} in the job table: {error!r}")
+            raise
+
+    on_failure.__name__ = f"record_failure_of_{job.name}"
+    return on_failure
+
+
+def add_failure_callback(operator: Any, callback: Callable[..., None]) -> None:
+    """Add `callback` to an operator's on_failure_callback (keeping any it has)."""
+    if operator is None:
+        return
+    existing = operator.on_failure_callback
+    if existing is None:
+        operator.on_failure_callback = [callback]
+    elif isinstance(existing, list):
+        if callback not in existing:
+            operator.on_failure_callback = [*existing, callback]
+    else:
+        operator.on_failure_callback = [existing, callback]
