@@ -118,13 +118,14 @@ def test_partly_failed_40_date_backfill_posts_three_messages_per_destination_nam
 
     # Retries and repeats write nothing: the run item is final, so the stream carries nothing new.
     cfg = LakeConfig.load()
-    owner = RunInfo("jhu_backfill", run.run_id, 3)
+    owner = RunInfo("jhu_backfill", run.run_id, 1)
     before = run_item(stack, days, "jhu_backfill", run.run_id)["version"]
     records = run_records.RunRecords(cfg.job_table, cfg.aws_conn_id)
     assert not records.submitted(JOB, owner, days, cluster_id=item["cluster_id"])
     assert not records.running(JOB, owner, days, job_table.utc_now())
-    with pytest.raises(Exception, match="3 of 40 dates failed"):
-        spark_pipeline.record_run_results(cfg, jhu.SPARK_JOB, owner, item["cluster_id"], item["step_id"], days,
+    with pytest.raises(Exception, match="3 of 40 dates failed"):  # record_results' retry (try 3)
+        spark_pipeline.record_run_results(cfg, jhu.SPARK_JOB, RunInfo("jhu_backfill", run.run_id, 3),
+                                          item["cluster_id"], item["step_id"], days,
                                           spark_pipeline.emr_hook(cfg), step_timeout=timedelta(hours=6),
                                           run_item=True)
     assert run_item(stack, days, "jhu_backfill", run.run_id)["version"] == before
@@ -210,4 +211,37 @@ def test_a_crashed_claim_fails_its_claimed_dates_and_run_item_once(airflow):
     assert item["status"] == "FAILED" and item["error"] == reason and int(item["dates_failed"]) == 3
     counted = wait_for_messages(stack, run_title(days), 1, skip)
     assert counted["by_destination_and_status"] == {d: {"FAILED": 1} for d in DESTINATIONS}
+    assert per_date_posts(stack, days, skip) == []
+
+
+def test_reconcile_finishes_a_run_item_whose_dates_were_settled_without_it(airflow):
+    """record_results never ran (its worker was killed); the dates were settled by someone else: the
+    job_records_reconcile DAG finishes the run item from the dates' records, and posts it once."""
+    stack = airflow
+    cfg = LakeConfig.load()
+    table = JobTable(cfg.job_table)
+    run = RunInfo("jhu_backfill", "manual__killed_results", 1)
+    days = days_from("2020-10-20", 2)
+    name = run_records.run_item_name(JOB, run)
+    cluster = stack.outputs["EmrClusterId"]
+    skip = sink_length(stack)
+    for day in days:
+        assert table.claim(day, JOB, run, cluster_id=cluster, force=False, claim_timeout=timedelta(minutes=30),
+                           step_state=lambda c, s: None, run_item=name).action == "claim"
+    records = run_records.RunRecords(cfg.job_table, cfg.aws_conn_id)
+    assert records.submitted(JOB, run, days, cluster_id=cluster)
+    ended = job_table.utc_now()
+    assert table.finish(days[0], JOB, run, status="COMPLETED", ended_at=ended, rows_written=10, rows_quarantined=1)
+    assert table.finish(days[1], JOB, run, status="FAILED", ended_at=ended, error="bad file 10-21-2020.csv")
+    reconciled = airflow_local.run_dag("job_records_reconcile")
+    assert str(reconciled.state) == "success", airflow_local.task_states(reconciled)
+    item = run_item(stack, days, "jhu_backfill", run.run_id)
+    assert item["status"] == "FAILED" and int(item["dates_completed"]) == 1
+    assert {d: r["S"] for d, r in item["failures"].items()} == {days[1]: "bad file 10-21-2020.csv"}
+    assert int(item["rows_written"]) == 10
+    version = item["version"]
+    airflow_local.run_dag("job_records_reconcile")
+    assert run_item(stack, days, "jhu_backfill", run.run_id)["version"] == version
+    counted = wait_for_messages(stack, run_title(days), 2, skip)
+    assert counted["by_destination_and_status"] == {d: {"SUBMITTED": 1, "PARTLY FAILED": 1} for d in DESTINATIONS}
     assert per_date_posts(stack, days, skip) == []

@@ -573,6 +573,39 @@ def record_airflow_failure(cfg: LakeConfig, job: SparkJob, run: job_table.RunInf
     return {"dates": failing, "run_item": run_item, "reported": reported}
 
 
+def settle_run_items(cfg: LakeConfig, job_names: Iterable[str], items: Iterable[dict[str, Any]],
+                     now: datetime | None = None) -> dict[str, str]:
+    """Finish the in-flight run items (of `job_names`) whose dates all have a final record: their run did
+    not (a killed record_results, a step settled by settle_stale). {run item name: its final status}.
+
+    Each date's result is its record's, when that record still names the run item; a date another run
+    took over counts as failed ("no result was recorded"). A run item with a date still in flight is left
+    for a later pass."""
+    names = set(job_names)
+    runs = [item for item in items if item.get("record_type") == run_records.RECORD_TYPE
+            and item.get("job") in names and item.get("status") in job_table.IN_FLIGHT and item.get("dates")]
+    settled: dict[str, str] = {}
+    for item in runs:
+        job, days = str(item["job"]), [str(day) for day in item["dates"]]
+        records = job_table.for_each_date(cfg.job_table, cfg.aws_conn_id, days,
+                                          lambda table, day, job=job: table.get(day, job))
+        mine = {day: r for day, r in records.items() if r and r.get("run_item") == item["job_name"]
+                and job_table.same_run(r, job_table.RunInfo(item["dag_id"], item["run_id"]))}
+        if any(r.get("status") in job_table.IN_FLIGHT for r in mine.values()):
+            continue
+        results = {day: {"status": r["status"], "rows_written": r.get("rows_written"),
+                         "rows_quarantined": r.get("rows_quarantined"), "error": r.get("error")}
+                   for day, r in mine.items() if r.get("status") in run_records.FINAL}
+        ends = [job_table.parse_iso(r["ended_at"]) for r in mine.values() if r.get("ended_at")]
+        owner = job_table.RunInfo(item["dag_id"], item["run_id"], int(item.get("try_number") or 1))
+        if run_records.RunRecords(cfg.job_table, cfg.aws_conn_id).finished(
+                job, owner, results, max(ends) if ends else (now or job_table.utc_now()), dates=days):
+            final = run_records.RunRecords(cfg.job_table, cfg.aws_conn_id).get(job, owner, days) or {}
+            settled[item["job_name"]] = str(final.get("status"))
+            print(f"run item {item['job_name']} ({item['job_date']}): settled {final.get('status')}")
+    return settled
+
+
 def failure_callback(job: SparkJob, dates: Any = None,
                      planned_dates: PlannedDates | None = None) -> Callable[[Mapping[str, Any]], None]:
     """An on_failure_callback (the task's last try failed) recording the failure with `record_airflow_failure`:
