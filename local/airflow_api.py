@@ -112,9 +112,26 @@ class AirflowApi:
             time.sleep(interval)
 
     # -- backfills -----------------------------------------------------------------------------------------
-    def create_backfill(self, dag_id: str, from_date: datetime, to_date: datetime, **options: Any) -> dict[str, Any]:
+    def create_backfill(self, dag_id: str, from_date: datetime, to_date: datetime, timeout: float = 60.0,
+                        **options: Any) -> dict[str, Any]:
+        """POST /api/v2/backfills. On SQLite (the local metadata DB) Airflow answers 503 "Database is locked"
+        while the scheduler writes; that answer is retried until `timeout`, any other error raised."""
         body = {"dag_id": dag_id, "from_date": from_date.isoformat(), "to_date": to_date.isoformat(), **options}
-        return self.request("POST", "/api/v2/backfills", json=body)
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                return self.request("POST", "/api/v2/backfills", json=body)
+            except AirflowApiError as error:
+                if "HTTP 503" not in str(error) or "locked" not in str(error) or time.monotonic() >= deadline:
+                    raise
+            time.sleep(0.5)
 
-    def backfill_runs(self, dag_id: str, backfill_id: int) -> list[dict[str, Any]]:
-        return [r for r in self.runs(dag_id) if r.get("backfill_id") == backfill_id]
+    def backfill(self, backfill_id: int) -> dict[str, Any]:
+        return self.request("GET", f"/api/v2/backfills/{backfill_id}")
+
+    def backfill_runs(self, backfill: dict[str, Any]) -> list[dict[str, Any]]:
+        """The runs a backfill created: run type backfill, logical dates in its range (DAG runs in the API
+        do not name their backfill)."""
+        first, last = (datetime.fromisoformat(backfill[k].replace("Z", "+00:00")) for k in ("from_date", "to_date"))
+        return [r for r in self.runs(backfill["dag_id"]) if r["run_type"] == "backfill" and r["logical_date"]
+                and first <= datetime.fromisoformat(r["logical_date"].replace("Z", "+00:00")) <= last]

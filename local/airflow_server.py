@@ -255,6 +255,12 @@ def is_up(state_dir: Path) -> bool:
     return bool(alive) and all(alive.values())
 
 
+def stack_is_up(state_dir: Path) -> bool:
+    from local.stack import daemon_pid
+
+    return daemon_pid(Path(state_dir).resolve()) is not None
+
+
 def up(state_dir: Path, port: int) -> AirflowServer:
     from local.stack import _parser, start_daemon
 

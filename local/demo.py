@@ -1,10 +1,12 @@
 """`make demo`: the main job end to end on the embedded local stack, no AWS account needed.
 
 1. starts the local stack (moto, EMR step runner, webhook sink, and the template's notifier on the job
-   table's stream, as every entry point does);
-2. runs `jhu_backfill` for March 2020 (one EMR step, run by local Spark) and `jhu_daily_reports` for
-   2020-04-01, from the JHU mirror in ../shared when it is there, else from GitHub;
-3. runs the `analytics` DAG and builds the dashboard from the lake;
+   table's stream, as every entry point does) and the real Airflow 3.3.1 on it, as `make airflow` does
+   (api-server, scheduler, dag-processor, triggerer; both are reused when already up);
+2. through the REST API v2, as a user of the UI would: triggers `jhu_backfill` for March 2020 (one EMR
+   step, run by local Spark), unpauses `jhu_daily_reports` and triggers its run for 2020-04-01, from the
+   JHU mirror in ../shared when it is there, else from GitHub; then the `analytics` DAG;
+3. builds the dashboard from the lake;
 4. prints a summary, saves it to .local/demo-summary.json; from a terminal (or with --serve) it then
    serves the dashboard on 127.0.0.1:8050 until Ctrl-C; and stops everything it started.
 
@@ -23,14 +25,17 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
-from local import airflow_local
-from local.stack import running_daemon
+from local import airflow_local, airflow_server
+from local.airflow_api import AirflowApi
 
 STATE_DIR = airflow_local.REPO_ROOT / ".local"
 BACKFILL = ("2020-03-01", "2020-03-31")
 DAILY = "2020-04-01"
 JOB = "jhu_daily_reports"
 STATUSES = ("SUBMITTED", "RUNNING", "COMPLETED", "FAILED")
+DESTINATIONS = 3  # the webhook sink's Chime, Slack and Teams paths
+TRANSITIONS = 3  # SUBMITTED, RUNNING, then COMPLETED or FAILED
+RUN_TIMEOUT = 900.0
 
 
 def job_records(stack: Any) -> list[dict[str, Any]]:
@@ -124,6 +129,48 @@ def build_dashboard(stack: Any) -> Path:
     return site
 
 
+def expected_posts(dates_per_run: list[int]) -> int:
+    """Webhook posts the demo's runs make: every transition of every date, to every destination."""
+    return sum(dates * TRANSITIONS * DESTINATIONS for dates in dates_per_run)
+
+
+def run_and_wait(api: AirflowApi, dag_id: str, **trigger: Any) -> dict[str, Any]:
+    """Trigger a run through the REST API and wait until it ends; its final state and failed tasks."""
+    run = api.trigger(dag_id, **trigger)
+    done = api.wait_for_run(dag_id, run["dag_run_id"], timeout=RUN_TIMEOUT)
+    failed = sorted(k for k, state in api.task_states(dag_id, run["dag_run_id"]).items()
+                    if state in ("failed", "upstream_failed"))
+    return {"run_id": run["dag_run_id"], "state": done["state"], "failed_tasks": failed}
+
+
+def wait_for_idle(api: AirflowApi, dag_id: str) -> None:
+    """Let runs the scheduler started by itself (asset events) finish before Airflow is stopped."""
+    api.wait_for(lambda: all(r["state"] in ("success", "failed") for r in api.runs(dag_id)),
+                 timeout=RUN_TIMEOUT, message=f"every {dag_id} run to finish")
+
+
+def run_dags(api: AirflowApi) -> dict[str, Any]:
+    runs: dict[str, Any] = {}
+    print(f"running jhu_backfill {BACKFILL[0]}..{BACKFILL[1]} (one EMR step)", flush=True)
+    runs[f"jhu_backfill {BACKFILL[0]}..{BACKFILL[1]}"] = run_and_wait(
+        api, "jhu_backfill", conf={"start_date": BACKFILL[0], "end_date": BACKFILL[1]})
+    # Scheduled DAGs start paused (as on MWAA); catchup is off, so unpausing starts no run of past dates.
+    paused = {dag_id: info["is_paused"] for dag_id, info in api.dags().items()}
+    for dag_id in (JOB, "analytics"):
+        api.set_paused(dag_id, False)
+    try:
+        print(f"running jhu_daily_reports for {DAILY}", flush=True)
+        runs[f"jhu_daily_reports {DAILY}"] = run_and_wait(
+            api, JOB, logical_date=datetime.combine(date.fromisoformat(DAILY), datetime.min.time(), UTC))
+        print("running analytics (views on the local lake)", flush=True)
+        runs["analytics"] = run_and_wait(api, "analytics")
+        wait_for_idle(api, "analytics")
+    finally:
+        for dag_id in (JOB, "analytics"):
+            api.set_paused(dag_id, paused.get(dag_id, True))
+    return runs
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--state-dir", type=Path, default=STATE_DIR)
@@ -131,33 +178,36 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--serve", action="store_true", default=None,
                        help="serve the dashboard until Ctrl-C before stopping (default when run from a terminal)")
     serve.add_argument("--no-serve", dest="serve", action="store_false")
-    parser.add_argument("--port", type=int, default=8050)
+    parser.add_argument("--port", type=int, default=8050, help="the dashboard's port")
+    parser.add_argument("--airflow-port", type=int, default=int(os.environ.get("AIRFLOW_PORT",
+                                                                                airflow_server.DEFAULT_PORT)),
+                        help="the Airflow api-server's port (reused when `make airflow` is up on it)")
     args = parser.parse_args(argv)
     started = time.monotonic()
     state_dir = args.state_dir.resolve()
-    with running_daemon(state_dir) as stack:  # the template wires the notifier to the job table
-        env = airflow_local.airflow_env(stack, state_dir / "airflow")
-        # Task logs stay in the Airflow home; the console shows progress and the summary.
-        env["AIRFLOW__LOGGING__LOGGING_LEVEL"] = os.environ.get("AIRFLOW__LOGGING__LOGGING_LEVEL", "ERROR")
-        os.environ.update(env)
-        sys.path.insert(0, str(airflow_local.REPO_ROOT / "plugins"))
+    was_up = airflow_server.is_up(state_dir)
+    stack_was_up = airflow_server.stack_is_up(state_dir)
+    print("starting the local stack and Airflow (api-server, scheduler, dag-processor, triggerer)", flush=True)
+    server = airflow_server.up(state_dir, args.airflow_port)
+    try:
+        from local.stack import RunningStack
+
+        stack = RunningStack(state_dir)
+        print(f"Airflow is up: {server.base_url}/ (the demo's runs stay there to look at)", flush=True)
         sink_offset = len(stack.sink_log.read_text(encoding="utf-8").splitlines()) if stack.sink_log.exists() else 0
-        airflow_local.ensure_metadata_db(env)
-        runs = {}
-        print(f"local stack up; running jhu_backfill {BACKFILL[0]}..{BACKFILL[1]} (one EMR step)", flush=True)
-        backfill = airflow_local.run_dag("jhu_backfill", conf={"start_date": BACKFILL[0], "end_date": BACKFILL[1]})
-        runs[f"jhu_backfill {BACKFILL[0]}..{BACKFILL[1]}"] = str(backfill.state)
-        daily_logical = datetime.combine(date.fromisoformat(DAILY), datetime.min.time(), UTC)
-        print(f"running jhu_daily_reports for {DAILY}", flush=True)
-        daily = airflow_local.run_dag("jhu_daily_reports", logical_date=daily_logical)
-        runs[f"jhu_daily_reports {DAILY}"] = str(daily.state)
-        print("running analytics (views on the local lake) and building the dashboard", flush=True)
-        analytics = airflow_local.run_dag("analytics")
-        runs["analytics"] = str(analytics.state)
-        days = (date.fromisoformat(BACKFILL[1]) - date.fromisoformat(BACKFILL[0])).days + 2
-        wait_until_delivered(stack, stack.sink_log, sink_offset, expected=days * 3 * 3)
+        api = server.api()
+        try:
+            runs = run_dags(api)
+        finally:
+            api.close()
+        days = (date.fromisoformat(BACKFILL[1]) - date.fromisoformat(BACKFILL[0])).days + 1
+        wait_until_delivered(stack, stack.sink_log, sink_offset, expected=expected_posts([days, 1]))
+        print("building the dashboard", flush=True)
         site = build_dashboard(stack)
-        summary = summarize(stack, runs, started, sink_offset)
+        summary = summarize(stack, {name: run["state"] for name, run in runs.items()}, started, sink_offset)
+        summary["dag_run_ids"] = {name: run["run_id"] for name, run in runs.items()}
+        summary["failed_tasks"] = {name: run["failed_tasks"] for name, run in runs.items() if run["failed_tasks"]}
+        summary["airflow_ui"] = server.base_url
         summary["dashboard_site"] = str(site)
         out = state_dir / "demo-summary.json"
         out.write_text(json.dumps(summary, indent=2, default=str) + "\n", encoding="utf-8")
@@ -168,7 +218,14 @@ def main(argv: list[str] | None = None) -> int:
             from local.analytics.serve import serve_until_interrupted
 
             serve_until_interrupted(site, args.port, "?country=US")
-    ok = all(state == "success" for state in runs.values())
+    finally:
+        if not was_up:
+            server.stop()
+        if not stack_was_up:
+            from local.stack import stop_daemon
+
+            stop_daemon(state_dir)
+    ok = all(run["state"] == "success" for run in runs.values())
     return 0 if ok else 1
 
 

@@ -59,7 +59,8 @@ def test_services_and_their_commands(compose: dict[str, Any]) -> None:
         assert services[name]["network_mode"] == "service:aws", name
     assert services["airflow-scheduler"]["depends_on"]["airflow-init"]["condition"] == (
         "service_completed_successfully")
-    assert services["aws"]["ports"] == ["8080:8080"]
+    # The UI is published on the host's loopback only, never on all interfaces.
+    assert services["aws"]["ports"] == ["127.0.0.1:8080:8080"]
 
 
 def test_airflow_image_is_mwaa_airflow(compose: dict[str, Any]) -> None:
