@@ -28,7 +28,12 @@ with DAG(
     catchup=False,
     max_active_runs=2,
     default_args=DEFAULT_ARGS,
-    params={"force": Param(False, type="boolean", description="Reprocess even if the hour is COMPLETED")},
+    params={"force": Param(False, type="boolean", description="Reprocess even if the hour is COMPLETED"),
+            "start_hour": Param(None, type=["null", "string"], pattern=r"^\d{4}-\d{2}-\d{2}T\d{2}$",
+                                description="With end_hour: every arrival hour of this range that has raw "
+                                            "tweets, in one step (YYYY-MM-DDTHH), instead of the run's hour"),
+            "end_hour": Param(None, type=["null", "string"], pattern=r"^\d{4}-\d{2}-\d{2}T\d{2}$",
+                              description="Last arrival hour of the range (inclusive)")},
     tags=["covid19", "tweets", "emr"],
     doc_md=__doc__,
 ) as dag:
@@ -38,11 +43,16 @@ with DAG(
                  mode="poke", soft_fail=True)
     def wait_for_hour(**context) -> PokeReturnValue:
         """Firehose writes the hour's prefix once its buffer flushes; no prefix after 2 h: nothing to do."""
-        hour = context["data_interval_start"]
         cfg = LakeConfig.load()
-        prefix = lake_paths.join(cfg.lake_uri, f"raw/tweets/{hour:%Y/%m/%d/%H}")
-        return PokeReturnValue(is_done=Lake(cfg.aws_conn_id).has_prefix(prefix),
-                               xcom_value=[f"{hour:%Y-%m-%dT%H}"])
+        lake = Lake(cfg.aws_conn_id)
+        params = context["params"]
+        if params.get("start_hour") or params.get("end_hour"):
+            hours = tweet_jobs.hour_range(params.get("start_hour"), params.get("end_hour"))
+        else:
+            hours = [context["data_interval_start"]]
+        present = [f"{h:%Y-%m-%dT%H}" for h in hours
+                   if lake.has_prefix(lake_paths.join(cfg.lake_uri, f"raw/tweets/{h:%Y/%m/%d/%H}"))]
+        return PokeReturnValue(is_done=bool(present), xcom_value=present)
 
     def planned_hours(context) -> list[str]:
         """The run's arrival hour, for a failure recorded before wait_for_hour returned it."""

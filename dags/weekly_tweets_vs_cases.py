@@ -22,13 +22,21 @@ with DAG(
     catchup=False,
     max_active_runs=1,
     default_args=DEFAULT_ARGS,
-    params={"force": Param(False, type="boolean", description="Rebuild even if the week is COMPLETED")},
+    params={"force": Param(False, type="boolean", description="Rebuild even if the week is COMPLETED"),
+            "start_week": Param(None, type=["null", "string"], format="date",
+                                description="With end_week: these weeks (Mondays) in one step instead of "
+                                            "the run's week"),
+            "end_week": Param(None, type=["null", "string"], format="date",
+                              description="Monday of the last week (inclusive)")},
     tags=["covid19", "tweets", "jhu", "emr"],
     doc_md=__doc__,
 ) as dag:
 
     @task
     def week(**context) -> list[str]:
+        params = context["params"]
+        if params.get("start_week") or params.get("end_week"):
+            return tweet_jobs.week_range(params.get("start_week"), params.get("end_week"))
         return [context["data_interval_start"].date().isoformat()]
 
     weeks = week()

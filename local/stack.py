@@ -80,7 +80,65 @@ def set_firehose_clock(clock: Callable[[], datetime] | None) -> None:
     firehose_models.utcnow = virtual_utcnow  # type: ignore[attr-defined]
 
 
-def start_x_api(token: str) -> XApiStandIn:
+class FirehoseFaults:
+    """LOCAL ONLY, for tests: Firehose's partial failure on demand. The next batches of PutRecordBatch
+    reject the records at the given indexes (``ServiceUnavailableException``, nothing written for them),
+    as Firehose does when it throttles; every batch's size is logged, so a test sees what was retried.
+
+    Controlled through the stand-in's loopback control port: ``POST /_stand_in/firehose-faults``
+    ``{"fail": [[1, 3, 4]]}`` (one list of indexes per coming batch) and ``GET`` for the log."""
+
+    PATH = "/_stand_in/firehose-faults"
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.plan: list[set[int]] = []
+        self.batches: list[dict[str, Any]] = []
+        self._original: Any = None
+
+    def install(self) -> None:
+        from moto.firehose.models import FirehoseBackend
+
+        if self._original is not None:
+            return
+        original = self._original = FirehoseBackend.put_record_batch
+        faults = self
+
+        def put_record_batch(backend: Any, delivery_stream_name: str, records: list[dict[str, bytes]]
+                             ) -> dict[str, Any]:
+            with faults._lock:
+                failing = {i for i in (faults.plan.pop(0) if faults.plan else set()) if 0 <= i < len(records)}
+                faults.batches.append({"stream": delivery_stream_name, "records": len(records),
+                                       "failed": sorted(failing)})
+            kept = [r for i, r in enumerate(records) if i not in failing]
+            response = original(backend, delivery_stream_name, kept) if kept else {
+                "FailedPutCount": 0, "Encrypted": False, "RequestResponses": []}
+            delivered = iter(response["RequestResponses"])
+            merged = [{"ErrorCode": "ServiceUnavailableException", "ErrorMessage": "Slow down. (local stack fault)"}
+                      if i in failing else next(delivered) for i in range(len(records))]
+            return {**response, "FailedPutCount": len(failing), "RequestResponses": merged}
+
+        FirehoseBackend.put_record_batch = put_record_batch  # type: ignore[method-assign]
+
+    def uninstall(self) -> None:
+        if self._original is not None:
+            from moto.firehose.models import FirehoseBackend
+
+            FirehoseBackend.put_record_batch = self._original  # type: ignore[method-assign]
+            self._original = None
+
+    def control(self, method: str, body: Any) -> dict[str, Any]:
+        with self._lock:
+            if method == "POST":
+                if not isinstance(body, dict) or not isinstance(body.get("fail"), list):
+                    raise ValueError('send {"fail": [[indexes of the next batch], ...]} (or {"fail": []} to clear)')
+                self.plan = [{int(i) for i in batch} for batch in body["fail"]]
+                if body.get("clear_log"):
+                    self.batches.clear()
+            return {"pending": [sorted(b) for b in self.plan], "batches": list(self.batches)}
+
+
+def start_x_api(token: str, faults: FirehoseFaults | None = None) -> XApiStandIn:
     """The stack's X API v2 stand-in on 127.0.0.1: the synthetic corpus for the demo's dates, on the wall
     clock until someone sets its virtual clock (``POST /_stand_in/clock``, as the demo does); the filtered
     stream starts at the demo's last day, so streamed tweets arrive within that day's window."""
@@ -88,8 +146,10 @@ def start_x_api(token: str) -> XApiStandIn:
 
     corpus = generate(seed=X_API_SEED)
     last_day = datetime(DEMO_END.year, DEMO_END.month, DEMO_END.day, tzinfo=UTC)
+    controls = {FirehoseFaults.PATH: faults.control} if faults else None
     return XApiStandIn(corpus, bearer_token=token, history=None, stream_from=last_day,
-                       stream_keepalive_seconds=1.0, stream_max_seconds=60.0, host=config.HOST).start()
+                       stream_keepalive_seconds=1.0, stream_max_seconds=60.0, host=config.HOST,
+                       extra_controls=controls).start()
 
 
 class _StackClient:
@@ -154,7 +214,9 @@ class _StackClient:
                     "x_conn_id": X_API_CONN_ID, "checkpoint_variable": TWEETS_CHECKPOINT_VARIABLE,
                     "max_rate_limit_wait_seconds": 30}
         return {f"AIRFLOW_CONN_{X_API_CONN_ID.upper()}": json.dumps(connection),
-                "AIRFLOW_VAR_COVID19_LAKE_TWEETS": json.dumps(settings)}
+                "AIRFLOW_VAR_COVID19_LAKE_TWEETS": json.dumps(settings),
+                # The stand-in's clock is virtual: tweets_ingest runs when triggered (the demo, the UI).
+                "COVID19_LAKE_TWEETS_SCHEDULE": "none"}
 
     @staticmethod
     def wait_for(
@@ -206,6 +268,7 @@ class LocalStack(_StackClient):
         self._runner: EmrStepRunner | None = None
         self._mirror: FirehoseMirror | None = None
         self._x_api: XApiStandIn | None = None
+        self.firehose_faults = FirehoseFaults()
         self.x_api: dict[str, str] = {}
         self._saved_env: dict[str, str | None] = {}
         self._started = False
@@ -274,7 +337,8 @@ class LocalStack(_StackClient):
         import secrets
 
         token = f"local-{secrets.token_urlsafe(24)}"  # a new one per stack, in stack.json's env only
-        self._x_api = start_x_api(token)
+        self.firehose_faults.install()
+        self._x_api = start_x_api(token, self.firehose_faults)
         set_firehose_clock(self._x_api.now)
         self.x_api = {"base_url": self._x_api.base_url, "token": token}
 
@@ -295,6 +359,7 @@ class LocalStack(_StackClient):
             except Exception:
                 log.exception("final firehose mirror sync failed")
             self._mirror = None
+        self.firehose_faults.uninstall()
         if self._x_api:
             set_firehose_clock(None)
             self._x_api.stop()

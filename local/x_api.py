@@ -41,7 +41,8 @@ or ``python -m local.x_api --token-env X_BEARER_TOKEN`` (see ``main``). Endpoint
   ``{"now": null}`` (back to the wall clock),
   ``POST /_stand_in/reset-rate-limits``, ``POST /_stand_in/rate-limits`` ``{"search": {"limit": 4,
   "window_seconds": 2}}`` (new budgets, counted from then on) and ``POST /_stand_in/bearer-token``
-  ``{"token": ...}`` (the token the stand-in accepts from then on: a revoked or rotated token).
+  ``{"token": ...}`` (the token the stand-in accepts from then on: a revoked or rotated token),
+  ``POST /_stand_in/stream`` ``{"from": "2020-04-01T00:00:00Z"}`` (the stream sends again from then).
 
 What it does not do: OAuth 1.0a / user context, other endpoints, media and polls, relevancy order
 (``sort_order=relevancy`` answers in recency order), ``backfill_minutes`` (accepted and ignored),
@@ -475,7 +476,8 @@ class XApiStandIn:
                  stream_keepalive_seconds: float = 20.0, stream_keepalive_every: int = 25,
                  stream_max_seconds: float = 300.0, stream_max_tweets: int | None = None,
                  stream_max_connections: int = 1, host: str = "127.0.0.1", port: int = 0,
-                 wall_clock: Callable[[], float] = time.time) -> None:
+                 wall_clock: Callable[[], float] = time.time,
+                 extra_controls: Mapping[str, Callable[[str, Any], dict[str, Any]]] | None = None) -> None:
         if not bearer_token:
             raise ValueError("the stand-in needs a bearer token to check requests against")
         if host not in ("127.0.0.1", "::1", "localhost"):
@@ -494,6 +496,8 @@ class XApiStandIn:
         self.stream_max_tweets = stream_max_tweets
         self.stream_max_connections = stream_max_connections
         self._wall = wall_clock
+        # More loopback control endpoints under /_stand_in/ (the local stack adds its Firehose faults).
+        self.extra_controls = dict(extra_controls or {})
         self._lock = threading.RLock()
         self._windows: dict[str, tuple[float, int]] = {}
         self._rules: list[dict[str, str]] = []
@@ -914,6 +918,12 @@ class XApiStandIn:
 
     # -- control
     def control(self, method: str, path: str, body: Any) -> dict[str, Any]:
+        if path in self.extra_controls:
+            try:
+                return self.extra_controls[path](method, body)
+            except (ValueError, TypeError, KeyError) as exc:
+                raise _ApiError(400, {"title": "Invalid Request", "detail": str(exc), "type": "about:blank",
+                                      "status": 400}) from exc
         if method == "GET" and path == "/_stand_in/state":
             return self.state()
         if method == "POST" and path == "/_stand_in/clock":
@@ -942,6 +952,11 @@ class XApiStandIn:
                                                            float(spec.get("window_seconds", 900.0)))
                 self._windows.clear()
             return {"rate_limits": {k: vars(v) for k, v in self.rate_limits.items()}}
+        if method == "POST" and path == "/_stand_in/stream" and isinstance(body, dict) and body.get("from"):
+            # The filtered stream sends again every tweet created from then on (a rerun of a demo).
+            with self._lock:
+                self._stream_cursor = bisect_left(self._index.created, _parse_time(str(body["from"])))
+            return {"stream_from": str(body["from"])}
         if method == "POST" and path == "/_stand_in/bearer-token" and isinstance(body, dict) and body.get("token"):
             # The app's token was revoked or rotated: requests with the old one now get a 401.
             with self._lock:

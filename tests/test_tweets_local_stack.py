@@ -65,3 +65,33 @@ def test_the_stack_serves_the_x_api_and_firehose_lands_under_its_virtual_hour(lo
         stack.client("s3").delete_object(Bucket=stack.outputs["LakeBucketName"], Key=path.relative_to(lake).as_posix())
         path.unlink()
     assert httpx.get(f"{base_url}/_stand_in/state").json()["now"][:4] == f"{datetime.now(UTC):%Y}"
+
+
+def test_firehose_faults_reject_the_chosen_records_of_the_next_batch_only(local_stack):
+    stack = local_stack
+    base_url = stack.x_api["base_url"]
+    stream = stack.outputs["TweetsDeliveryStreamName"]
+    firehose = stack.client("firehose")
+    path = f"{base_url}/_stand_in/firehose-faults"
+    httpx.post(path, json={"fail": [[0, 2]], "clear_log": True}).raise_for_status()
+    try:
+        records = [{"Data": f'{{"fault_probe": {i}}}\n'.encode()} for i in range(3)]
+        response = firehose.put_record_batch(DeliveryStreamName=stream, Records=records)
+        assert response["FailedPutCount"] == 2
+        assert [bool(r.get("ErrorCode")) for r in response["RequestResponses"]] == [True, False, True]
+        assert firehose.put_record_batch(DeliveryStreamName=stream, Records=records[:1])["FailedPutCount"] == 0
+        log = httpx.get(path).json()["batches"]
+        assert [(b["records"], b["failed"]) for b in log] == [(3, [0, 2]), (1, [])]
+    finally:
+        httpx.post(path, json={"fail": []}).raise_for_status()
+    bucket = stack.outputs["LakeBucketName"]
+    lake = Path(stack.lake_dir)
+
+    def probes():
+        return [p for p in (lake / "raw" / "tweets").glob("*/*/*/*/*") if b"fault_probe" in p.read_bytes()]
+
+    found = stack.wait_for(lambda: len(probes()) == 2 and probes(), timeout=30, message="both probe objects")
+    assert sorted(p.read_bytes() for p in found) == [b'{"fault_probe": 0}\n', b'{"fault_probe": 1}\n']
+    for p in found:
+        stack.client("s3").delete_object(Bucket=bucket, Key=p.relative_to(lake).as_posix())
+        p.unlink()

@@ -7,6 +7,7 @@ created date those hours feed; `weekly_tweets_vs_cases` claims ISO weeks by thei
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from covid19_lake import job_table
@@ -15,6 +16,32 @@ from covid19_lake.config import LakeConfig
 from covid19_lake.spark_pipeline import SparkJob
 
 DONE = ("COMPLETED", "NO_INPUT")
+MAX_RANGE_HOURS = 24 * 62
+MAX_RANGE_WEEKS = 60
+
+
+def hour_range(start: str | None, end: str | None) -> list[datetime]:
+    """The arrival hours ``start``..``end`` (YYYY-MM-DDTHH, inclusive) of a tweets_process run's conf."""
+    if not start or not end:
+        raise ValueError("give both start_hour and end_hour (YYYY-MM-DDTHH)")
+    first, last = (datetime.strptime(h, "%Y-%m-%dT%H").replace(tzinfo=UTC) for h in (start, end))
+    count = int((last - first) / timedelta(hours=1)) + 1
+    if not 1 <= count <= MAX_RANGE_HOURS:
+        raise ValueError(f"start_hour..end_hour must be 1..{MAX_RANGE_HOURS} hours, got {start}..{end}")
+    return [first + timedelta(hours=i) for i in range(count)]
+
+
+def week_range(start: str | None, end: str | None) -> list[str]:
+    """The ISO weeks (their Mondays) ``start``..``end`` of a weekly_tweets_vs_cases run's conf."""
+    if not start or not end:
+        raise ValueError("give both start_week and end_week (a Monday, YYYY-MM-DD)")
+    first, last = date.fromisoformat(start), date.fromisoformat(end)
+    if first.weekday() or last.weekday():
+        raise ValueError(f"start_week and end_week must be Mondays, got {start} and {end}")
+    count = (last - first).days // 7 + 1
+    if not 1 <= count <= MAX_RANGE_WEEKS:
+        raise ValueError(f"start_week..end_week must be 1..{MAX_RANGE_WEEKS} weeks, got {start}..{end}")
+    return [(first + timedelta(weeks=i)).isoformat() for i in range(count)]
 
 
 def tweets_arguments(cfg: LakeConfig, hours: list[str], summary: str) -> list[str]:

@@ -30,9 +30,11 @@ def check_base_url(url: str, setting: str = "x_api_base_url") -> str:
     return url.rstrip("/")
 
 
-def ingest_schedule() -> str:
-    """The DAG's schedule: an environment setting, since Variables are off limits at parse time."""
-    return os.environ.get(SCHEDULE_ENV, DEFAULT_SCHEDULE)
+def ingest_schedule() -> str | None:
+    """The DAG's schedule: an environment setting, since Variables are off limits at parse time.
+    ``none`` means runs only when triggered (the local stack, whose X API runs on a virtual clock)."""
+    value = os.environ.get(SCHEDULE_ENV, DEFAULT_SCHEDULE)
+    return None if value.strip().lower() in ("none", "") else value
 
 
 @dataclass(frozen=True)
