@@ -120,13 +120,17 @@ def xcom(api: Any, dag_id: str, run_id: str, task_id: str) -> Any:
 
 def trigger_and_wait(api: Any, dag_id: str, conf: dict[str, Any] | None = None,
                      timeout: float = RUN_TIMEOUT) -> dict[str, Any]:
-    """One run of ``dag_id`` (unpaused for it, paused again after: scheduled runs stay out of the demo)."""
-    api.set_paused(dag_id, False)
+    """One run of ``dag_id`` (a paused DAG is unpaused for it and paused again after, so its scheduled runs
+    stay out of the demo)."""
+    paused = bool(api.dags().get(dag_id, {}).get("is_paused"))
+    if paused:
+        api.set_paused(dag_id, False)
     try:
         run = api.trigger(dag_id, conf=conf)
         done = api.wait_for_run(dag_id, run["dag_run_id"], timeout=timeout)
     finally:
-        api.set_paused(dag_id, True)
+        if paused:
+            api.set_paused(dag_id, True)
     return {"dag_run_id": run["dag_run_id"], "state": done["state"],
             "tasks": api.task_states(dag_id, run["dag_run_id"])}
 
@@ -308,3 +312,46 @@ def print_summary(summary: dict[str, Any], out: Any = None) -> None:
     for row in summary["weekly_tweets_vs_cases"]:
         print(f"  {row['week_start']} {row['country_code']} {row['tweet_count']:>6} {row['new_cases'] or 0:>9,} "
               f"{row['new_deaths'] or 0:>7,}", file=out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m local.tweets_demo``: the real Airflow on a local stack (as ``make airflow``), the JHU
+    backfill of the dates (the weekly join reads it), then ``run``; prints and saves the summary."""
+    import argparse
+
+    from local import airflow_server
+    from local.stack import RunningStack
+
+    parser = argparse.ArgumentParser(prog="python -m local.tweets_demo", description=main.__doc__.splitlines()[0])
+    parser.add_argument("--state-dir", type=Path, default=REPO_ROOT / ".local")
+    parser.add_argument("--port", type=int, default=airflow_server.DEFAULT_PORT)
+    parser.add_argument("--first", type=date.fromisoformat, default=DEMO_START)
+    parser.add_argument("--last", type=date.fromisoformat, default=DEMO_END)
+    parser.add_argument("--no-jhu", action="store_true", help="the lake already holds the JHU dates")
+    parser.add_argument("--down", action="store_true", help="stop Airflow and the stack afterwards")
+    args = parser.parse_args(argv)
+    server = airflow_server.up(args.state_dir, args.port)
+    api = server.api()
+    try:
+        stack = RunningStack(args.state_dir)
+        jhu = None
+        if not args.no_jhu:
+            jhu = trigger_and_wait(api, "jhu_backfill", conf={"start_date": args.first.isoformat(),
+                                                              "end_date": args.last.isoformat()})["state"]
+        summary = run(api, stack, args.first, args.last)
+        if jhu:
+            summary["runs"] = {"jhu_backfill": jhu, **summary["runs"]}
+        out = args.state_dir / "tweets-demo-summary.json"
+        out.write_text(json.dumps(summary, indent=2, default=str) + "\n", encoding="utf-8")
+        print_summary(summary)
+        print(f"summary saved to {out}")
+    finally:
+        api.close()
+        if args.down:
+            airflow_server.down(args.state_dir)
+    ok = all(state in ("success", None) for name, state in summary["runs"].items() if isinstance(state, str))
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -99,6 +99,8 @@ def test_page_shows_the_lakes_numbers_for_germany(browser, server_url, jhu_mirro
     hashtags = page.evaluate("[...document.querySelectorAll('#hashtags li')].map(li => li.textContent)")
     assert 1 <= len(hashtags) <= 10 and all(h.startswith("#") for h in hashtags)
     assert page.evaluate("document.getElementById('hashtags-day').textContent") == f"Germany, {day}"
+    sources = page.evaluate("[...document.querySelectorAll('.tweets-source')].map(n => [n.hidden, n.textContent])")
+    assert len(sources) == 2 and all(not hidden and text.startswith("Synthetic tweets") for hidden, text in sources)
     located = page.evaluate("document.querySelectorAll('#location-table tbody tr').length")
     assert located == 15  # Germany's 16 states, the top 15 by confirmed
     assert page.exceptions == [] and page.console_errors == []

@@ -221,6 +221,14 @@ async function main() {
   state.locations = locations;
   document.getElementById("as-of").textContent =
     `Report days ${meta.first_report_date} to ${meta.latest_report_date}, built ${meta.generated_at}.`;
+  if (meta.engine === "duckdb") {
+    // The local lake (make demo, the local stack): its tweets come from the X API stand-in's corpus.
+    for (const note of document.querySelectorAll(".tweets-source")) {
+      note.textContent = "Synthetic tweets: the local stack's X API stand-in serves a generated corpus "
+        + "(local/tweets_synth.py); real tweets cannot be redistributed.";
+      note.hidden = false;
+    }
+  }
   const picker = document.getElementById("country-picker");
   picker.replaceChildren(...countries.map((c) => new Option(c.country, c.country)));
   picker.addEventListener("change", () => selectCountry(picker.value, state.date));
