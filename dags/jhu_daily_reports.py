@@ -9,7 +9,7 @@ publishes D's file.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 from airflow.sdk import DAG, CronTriggerTimetable, Param, PokeReturnValue, chain, task
 from airflow.sdk.exceptions import AirflowFailException
@@ -21,6 +21,13 @@ from covid19_lake.dag_defaults import DEFAULT_ARGS
 from covid19_lake.spark_pipeline import emr_spark_job
 
 settings = ParseTimeSettings.from_env()
+
+
+def report_date(context) -> date:
+    """The run's report date: its logical date, or when it runs for a run without one (an Airflow 3 manual
+    trigger may leave the logical date empty; the context then has no `logical_date` key)."""
+    return (context.get("logical_date") or context["dag_run"].run_after).date()
+
 
 with DAG(
     dag_id="jhu_daily_reports",
@@ -44,7 +51,7 @@ with DAG(
     )
     def land_report(**context) -> PokeReturnValue:
         """Copy the day's file into the raw zone; wait while JHU has not published it."""
-        day = (context["logical_date"] or context["dag_run"].run_after).date()
+        day = report_date(context)
         try:
             uri = jhu.land_or_wait(LakeConfig.load(), day, datetime.now(UTC))
         except jhu.NotPublishedInTime as error:
@@ -53,7 +60,7 @@ with DAG(
 
     def report_dates(context) -> list[str]:
         """The run's report date, for a failure recorded before land_report returned it."""
-        return [(context["logical_date"] or context["dag_run"].run_after).date().isoformat()]
+        return [report_date(context).isoformat()]
 
     landed = land_report()
     spark = emr_spark_job(jhu.SPARK_JOB, landed, outlets=[JHU_DAILY_REPORTS], planned_dates=report_dates)

@@ -63,10 +63,13 @@ class AirflowApi:
         return self.request("PATCH", f"/api/v2/dags/{dag_id}", json={"is_paused": paused})
 
     def trigger(self, dag_id: str, conf: dict[str, Any] | None = None, logical_date: datetime | None = None,
-                run_id: str | None = None) -> dict[str, Any]:
-        """Trigger a run (as the UI's trigger form does). A paused DAG's run waits in `queued`."""
+                run_id: str | None = None, run_after: datetime | None = None) -> dict[str, Any]:
+        """Trigger a run (as the UI's trigger form does). A paused DAG's run waits in `queued`. A logical date
+        is unique per DAG; a run without one (Airflow 3) can be triggered again, `run_after` saying when."""
         body: dict[str, Any] = {"conf": conf or {},
                                 "logical_date": logical_date.isoformat() if logical_date else None}
+        if run_after:
+            body["run_after"] = run_after.isoformat()
         if run_id:
             body["dag_run_id"] = run_id
         return self.request("POST", f"/api/v2/dags/{dag_id}/dagRuns", json=body)

@@ -134,10 +134,11 @@ def test_a_second_trigger_is_refused_while_the_first_runs_step_is_live(api, loca
         first_step = job_record(stack, day)["step_id"]
         # jhu_backfill runs one at a time, so run B comes from the daily DAG for the same date.
         with unpaused(api, "jhu_daily_reports"):
-            second = api.trigger("jhu_daily_reports", conf={"force": True},
-                                 logical_date=datetime(2020, 8, 5, tzinfo=UTC))
+            # Without a logical date, as the UI's trigger form allows: run_after names the report date.
+            second = api.trigger("jhu_daily_reports", conf={"force": True}, run_after=datetime(2020, 8, 5, tzinfo=UTC))
             api.wait_for_run("jhu_daily_reports", second["dag_run_id"], timeout=300)
         states = api.task_states("jhu_daily_reports", second["dag_run_id"])
+        assert states["land_report"] == "success", states
         assert states["spark_job.claim"] == "skipped" and states["spark_job.add_step"] == "skipped", states
         assert [s["Id"] for s in steps(stack) if day in s["Name"]] == [first_step]
         assert job_record(stack, day)["run_id"] == first["dag_run_id"]
