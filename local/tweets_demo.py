@@ -226,7 +226,7 @@ def summarize(stack: Any, first: date = DEMO_START, last: date = DEMO_END, top: 
     tags: dict[str, Counter[str]] = {}
     per_day: dict[str, int] = {}
     distinct = 0
-    for day in days(first, last):
+    for day in covered:  # the last fetch (00:10 of the next day) also brings the next day's first minutes
         folder = lake / "processed" / "tweets" / f"created_date={day}"
         files = sorted(folder.glob("*.parquet"))
         if not files:
@@ -244,7 +244,7 @@ def summarize(stack: Any, first: date = DEMO_START, last: date = DEMO_END, top: 
         files = sorted(folder.glob("*.parquet"))
         if files:
             rows = pq.read_table(files, columns=["country_code", "tweet_count", "new_cases", "new_deaths"]).to_pylist()
-            weekly += [{"week_start": week, **r} for r in rows]
+            weekly += [{"week_start": week, **r} for r in rows if r["tweet_count"]]  # countries with tweets
     weekly.sort(key=lambda r: (r["week_start"], -(r["tweet_count"] or 0), r["country_code"] or ""))
     landed, quarantined = _lines(raw), sum(reasons.values())
     return {
@@ -285,11 +285,14 @@ def run(api: Any, stack: Any, first: date = DEMO_START, last: date = DEMO_END, s
     finally:
         control.set_now(None)
     hours = [f"{arrival_hour(first):%Y-%m-%dT%H}", f"{arrival_hour(last):%Y-%m-%dT%H}"]
-    process = trigger_and_wait(api, "tweets_process", conf={"start_hour": hours[0], "end_hour": hours[1]})
+    # force: a rerun rebuilds what reset_lake removed (the job table already says COMPLETED for these).
+    process = trigger_and_wait(api, "tweets_process",
+                               conf={"start_hour": hours[0], "end_hour": hours[1], "force": True})
     runs["tweets_process"] = process["state"]
     if weekly:
         weeks = mondays(first, last)
-        result = trigger_and_wait(api, "weekly_tweets_vs_cases", conf={"start_week": weeks[0], "end_week": weeks[-1]})
+        result = trigger_and_wait(api, "weekly_tweets_vs_cases",
+                                  conf={"start_week": weeks[0], "end_week": weeks[-1], "force": True})
         runs["weekly_tweets_vs_cases"] = result["state"]
     if analytics:
         runs["analytics"] = trigger_and_wait(api, "analytics")["state"]
@@ -330,6 +333,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-jhu", action="store_true", help="the lake already holds the JHU dates")
     parser.add_argument("--down", action="store_true", help="stop Airflow and the stack afterwards")
     args = parser.parse_args(argv)
+    if str(REPO_ROOT / "plugins") not in sys.path:
+        sys.path.insert(0, str(REPO_ROOT / "plugins"))  # covid19_lake, as Airflow's plugins folder has it
     server = airflow_server.up(args.state_dir, args.port)
     api = server.api()
     try:
