@@ -76,30 +76,6 @@ def step_state(stack, step_id: str) -> str:
                                              StepId=step_id)["Step"]["Status"]["State"]
 
 
-def test_daily_runs_backfilled_through_the_api_after_unpausing(api, local_stack):
-    """README's path for daily runs of past dates: unpause, then POST /api/v2/backfills. Catchup is off, so
-    unpausing starts at most one run of its own."""
-    stack = local_stack
-    days = ["2020-07-01", "2020-07-02", "2020-07-03"]
-    with unpaused(api, "jhu_daily_reports"):
-        backfill = api.create_backfill("jhu_daily_reports", datetime(2020, 7, 1, tzinfo=UTC),
-                                       datetime(2020, 7, 3, tzinfo=UTC))
-        runs = api.wait_for(lambda: (found := api.backfill_runs(backfill))
-                            and len(found) == 3 and all(r["state"] in ("success", "failed") for r in found)
-                            and found, timeout=400, message="the three backfill runs to end")
-    assert sorted(r["logical_date"][:10] for r in runs) == days
-    for run in runs:
-        assert run["state"] == "success", api.task_states("jhu_daily_reports", run["dag_run_id"])
-    scheduled = [r for r in api.runs("jhu_daily_reports") if r["run_type"] == "scheduled"]
-    assert len(scheduled) <= 1, scheduled
-    for day in days:
-        record = job_record(stack, day)
-        assert record["status"] == "COMPLETED" and record["dag_id"] == "jhu_daily_reports", record
-        assert int(record["rows_written"]) == processed_rows(stack, day) > 0
-        assert len([s for s in steps(stack) if s["Id"] == record["step_id"]]) == 1
-    assert set(days) <= glue_partitions(stack)
-
-
 def test_a_failing_step_fails_the_run_and_records_failed_with_the_reason(api, local_stack):
     stack = local_stack
     day = "2020-08-01"
