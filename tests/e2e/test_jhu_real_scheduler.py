@@ -1,7 +1,7 @@
 """The JHU DAGs under the real scheduler, triggered and inspected only through the REST API v2.
 
-Each test uses dates no other test of the session touches (the session's local stack and job table are
-shared with the dag.test() tier).
+Each test uses dates no other test of the session touches, here 2020-02-01..03 and December 2020: the
+session's local stack and job table are shared with the dag.test() tier.
 """
 
 from __future__ import annotations
@@ -78,10 +78,10 @@ def step_state(stack, step_id: str) -> str:
 
 def test_a_failing_step_fails_the_run_and_records_failed_with_the_reason(api, local_stack):
     stack = local_stack
-    day = "2020-08-01"
-    raw = Path(stack.lake_dir) / f"raw/jhu/daily_reports/report_date={day}/08-01-2020.csv"
+    day = "2020-12-01"
+    raw = Path(stack.lake_dir) / f"raw/jhu/daily_reports/report_date={day}/12-01-2020.csv"
     raw.parent.mkdir(parents=True, exist_ok=True)
-    raw.write_text("Region,Cases,When\nNowhere,1,2020-08-01\n", encoding="utf-8")  # lands as "present"
+    raw.write_text("Region,Cases,When\nNowhere,1,2020-12-01\n", encoding="utf-8")  # lands as "present"
     try:
         run = api.trigger("jhu_backfill", conf={"start_date": day, "end_date": day})
         done = api.wait_for_run("jhu_backfill", run["dag_run_id"], timeout=300)
@@ -92,7 +92,7 @@ def test_a_failing_step_fails_the_run_and_records_failed_with_the_reason(api, lo
     # The step ended FAILED: the sensors saw it end, the records say how, and the run fails.
     assert states["spark_job.wait_for_end"] == "success" and states["spark_job.record_results"] == "failed"
     record = job_record(stack, day)
-    assert record["status"] == "FAILED" and "08-01-2020.csv" in record["error"], record
+    assert record["status"] == "FAILED" and "12-01-2020.csv" in record["error"], record
     assert step_state(stack, record["step_id"]) == "FAILED"
     assert day not in glue_partitions(stack)
 
@@ -100,7 +100,7 @@ def test_a_failing_step_fails_the_run_and_records_failed_with_the_reason(api, lo
 def test_a_second_trigger_is_refused_while_the_first_runs_step_is_live(api, local_stack, tmp_path):
     """Run A's step for a date is live (held PENDING behind another step); run B, forced, adds no step."""
     stack = local_stack
-    day = "2020-08-05"
+    day = "2020-12-05"
     held, release = hold_the_step_runner(stack, tmp_path)
     try:
         first = api.trigger("jhu_backfill", conf={"start_date": day, "end_date": day})
@@ -111,7 +111,7 @@ def test_a_second_trigger_is_refused_while_the_first_runs_step_is_live(api, loca
         # jhu_backfill runs one at a time, so run B comes from the daily DAG for the same date.
         with unpaused(api, "jhu_daily_reports"):
             # Without a logical date, as the UI's trigger form allows: run_after names the report date.
-            second = api.trigger("jhu_daily_reports", conf={"force": True}, run_after=datetime(2020, 8, 5, tzinfo=UTC))
+            second = api.trigger("jhu_daily_reports", conf={"force": True}, run_after=datetime(2020, 12, 5, tzinfo=UTC))
             api.wait_for_run("jhu_daily_reports", second["dag_run_id"], timeout=300)
         states = api.task_states("jhu_daily_reports", second["dag_run_id"])
         assert states["land_report"] == "success", states
@@ -130,7 +130,7 @@ def test_a_sensor_failed_by_the_scheduler_leaves_a_record_the_reconcile_dag_sett
     the run fails, the record stays SUBMITTED, and once the step ends job_records_reconcile records its end
     from the job summary, with the Glue partition."""
     stack = local_stack
-    day = "2020-08-10"
+    day = "2020-12-10"
     held, release = hold_the_step_runner(stack, tmp_path)
     try:
         run = api.trigger("jhu_backfill", conf={"start_date": day, "end_date": day})
@@ -162,7 +162,7 @@ def test_a_spark_step_killed_mid_write_fails_its_dates_and_a_rerun_writes_exactl
     """A forced rerun of completed dates is killed while Spark writes: its dates are FAILED, the earlier
     output is intact, and the next run writes exactly the rows of the uninterrupted one."""
     stack = local_stack
-    days = [f"2020-09-{d:02d}" for d in range(1, 11)]
+    days = [f"2020-12-{d:02d}" for d in range(15, 25)]
     table = Path(stack.lake_dir) / "processed" / "jhu_daily_reports"
     conf = {"start_date": days[0], "end_date": days[-1], "force": True}
 
