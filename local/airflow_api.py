@@ -120,13 +120,3 @@ class AirflowApi:
         answers 503 "Database is locked" (and its scheduler can die on the runs it rolled back)."""
         body = {"dag_id": dag_id, "from_date": from_date.isoformat(), "to_date": to_date.isoformat(), **options}
         return self.request("POST", "/api/v2/backfills", json=body)
-
-    def backfill(self, backfill_id: int) -> dict[str, Any]:
-        return self.request("GET", f"/api/v2/backfills/{backfill_id}")
-
-    def backfill_runs(self, backfill: dict[str, Any]) -> list[dict[str, Any]]:
-        """The runs a backfill created: run type backfill, logical dates in its range (DAG runs in the API
-        do not name their backfill)."""
-        first, last = (datetime.fromisoformat(backfill[k].replace("Z", "+00:00")) for k in ("from_date", "to_date"))
-        return [r for r in self.runs(backfill["dag_id"]) if r["run_type"] == "backfill" and r["logical_date"]
-                and first <= datetime.fromisoformat(r["logical_date"].replace("Z", "+00:00")) <= last]
