@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/jhu_spark_job.py [--master local[2]] [--driver-memory 2g] [--copy] [--repeat N]
                                              [--pandas-seconds S | --skip-pandas] [--keep] [--conf K=V ...]
-                                             [--job PATH] [--hadoop-local-fs] [--no-cds] [--jvm-gc]
+                                             [--job PATH]
 
 Links (or copies) the mirror into a temporary lake's raw layout, runs `spark-submit spark_jobs/jhu_daily_reports.py`
 over 2020-01-22..2021-05-30 in a subprocess, samples the RSS of the whole process tree (JVM + Python), and prints
@@ -31,11 +31,6 @@ from pathlib import Path
 import psutil
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-
-from local.hadoop.build import ensure_jar, spark_conf  # noqa: E402
-from local.jvm.class_data_sharing import adopt_recording, archive_for, driver_java_options  # noqa: E402
-from local.jvm.collector import with_collector  # noqa: E402
 
 JOB = REPO / "spark_jobs" / "jhu_daily_reports.py"
 MIRROR = REPO.parent / "shared" / "data" / "jhu" / "daily_reports"
@@ -133,34 +128,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pandas-seconds", type=float, help="the reference's wall time, if already measured")
     parser.add_argument("--skip-pandas", action="store_true")
     parser.add_argument("--conf", action="append", default=[], metavar="KEY=VALUE",
-                        help="extra spark-submit --conf (repeatable), e.g. spark.driver.extraJavaOptions=...")
+                        help="extra spark-submit --conf (repeatable), e.g. "
+                             "spark.driver.extraJavaOptions=-XX:+UseSerialGC")
     parser.add_argument("--keep", action="store_true", help="keep the temporary lake and the Spark log")
     parser.add_argument("--job", type=Path, default=JOB, help="the job script to run (to compare a variant)")
-    parser.add_argument("--hadoop-local-fs", action="store_true",
-                        help="use Hadoop's default local file system instead of the local stack's (local/hadoop)")
-    parser.add_argument("--no-cds", action="store_true",
-                        help="start the driver JVM without the local stack's class-data-sharing archive (local/jvm)")
-    parser.add_argument("--jvm-gc", action="store_true",
-                        help="leave the collector to the JVM (G1) instead of the local stack's serial one (local/jvm)")
     parser.add_argument("--repeat", type=int, default=1,
                         help="alternate the reference and the job this many times and compare medians (a shared "
                              "machine's noise is +-10 %% per run)")
     args = parser.parse_args(argv)
 
-    # The settings the local stack's EMR runner gives every step, then the caller's.
-    jar = None if args.hadoop_local_fs else ensure_jar()
-    conf = [f"{k}={v}" for k, v in spark_conf(jar).items()]
-    archive = None if args.no_cds else archive_for(spark_conf(jar))
-    if archive is not None and not archive.is_file():
-        # The local stack's first step on a machine records the archive; later steps use it. Timed runs
-        # measure the later ones.
-        print(f"recording the driver's class-data-sharing archive {archive.name} (an untimed first run)")
-        settings, recording = driver_java_options(archive)
-        wall = run_spark_once(args, conf + [f"{k}={v}" for k, v in driver_settings(settings, args).items()])
-        adopt_recording(recording, archive, succeeded=wall is not None)
-    settings = driver_java_options(archive)[0] if archive is not None and archive.is_file() else {}
-    conf += [f"{k}={v}" for k, v in driver_settings(settings, args).items()]
-    conf += args.conf
+    conf = list(args.conf)
 
     spark_walls: list[float] = []
     pandas_walls: list[float] = [args.pandas_seconds] if args.pandas_seconds else []
@@ -180,12 +157,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"ratio spark / pandas wall time (medians): {spark_median / pandas_median:.2f} "
               f"({spark_median:.1f} s vs {pandas_median:.1f} s)")
     return 0
-
-
-def driver_settings(settings: dict[str, str], args: argparse.Namespace) -> dict[str, str]:
-    """The local stack's driver collector on top of the archive's options, unless --jvm-gc or a --conf picks
-    a collector itself."""
-    return dict(settings) if args.jvm_gc else with_collector(settings, args.conf)
 
 
 def run_spark_once(args: argparse.Namespace, conf: list[str]) -> float | None:

@@ -71,13 +71,10 @@ def _local_path(value: str, base: Path, what: str) -> str:
     return str(path if path.is_absolute() else (base / path).resolve())
 
 
-def build_spark_submit(
-    args: list[str], *, spark_jobs_dir: Path, master: str, spark_submit: Path,
-    local_conf: Mapping[str, str] | None = None,
-) -> list[str]:
+def build_spark_submit(args: list[str], *, spark_jobs_dir: Path, master: str, spark_submit: Path) -> list[str]:
     """The local command for an EMR ``spark-submit`` step: YARN master and cluster deploy mode dropped,
-    relative and file:// paths made local, S3 paths rejected with a clear message. ``local_conf`` adds
-    settings of this machine's Spark (the step's own --conf wins)."""
+    relative and file:// paths made local, S3 paths rejected with a clear message. The local defaults
+    below are added unless the step sets them itself (its own --conf wins)."""
     if not args or Path(args[0]).name != "spark-submit":
         raise StepRejected(
             "Unsupported step.",
@@ -116,7 +113,7 @@ def build_spark_submit(
     # is also the executor: EMR sizes its driver from the instance type, here it gets 2 GB, not Spark's 1 GB
     # (the JHU backfill keeps ~0.5 GB of checkpointed rows in memory).
     defaults = {"spark.ui.enabled": "false", "spark.driver.host": "127.0.0.1",
-                "spark.driver.bindAddress": "127.0.0.1", "spark.driver.memory": "2g", **(local_conf or {})}
+                "spark.driver.bindAddress": "127.0.0.1", "spark.driver.memory": "2g"}
     default_confs = [x for key, value in defaults.items() if key not in user_confs
                      for x in ("--conf", f"{key}={value}")]
     return [str(spark_submit), "--master", master, *default_confs, *options, script, *args[i + 1:]]
@@ -144,9 +141,6 @@ class _Run:
     log_dir: Path
     cancel_requested: bool = False
     files: list[Any] = field(default_factory=list)
-    # The class-data-sharing archive this step's JVM records at exit, and where it goes (local/jvm).
-    cds_recording: Path | None = None
-    cds_archive: Path | None = None
 
 
 def _kill_group(process: subprocess.Popen[bytes], sig: int) -> None:
@@ -191,7 +185,6 @@ class EmrStepRunner:
         self.poll_seconds = poll_seconds
         self._on_process_change = on_process_change
         self._runs: dict[str, _Run] = {}
-        self._spark_conf: dict[str, str] | None = None
         self._lock = threading.RLock()
         self._wake = threading.Event()
         self._stopping = threading.Event()
@@ -277,28 +270,6 @@ class EmrStepRunner:
             else:  # EMR ends a cluster that only lived for its steps
                 _terminate_cluster(cluster, "TERMINATED", "ALL_STEPS_COMPLETED", "Steps completed")
 
-    def _local_spark_conf(self) -> dict[str, str]:
-        """The local file system without a chmod process per file (local/hadoop), built on first use."""
-        if self._spark_conf is None:
-            from local.hadoop.build import ensure_jar, spark_conf
-
-            self._spark_conf = spark_conf(ensure_jar())
-        return self._spark_conf
-
-    def _driver_java_options(self, step_args: list[str]) -> tuple[dict[str, str], Path | None, Path | None]:
-        """The driver's class-data-sharing options and collector (local/jvm): (settings, recording, archive).
-        The archive is a speed-up only: when its folder cannot be made, the step runs without it."""
-        from local.jvm.class_data_sharing import archive_for, driver_java_options
-        from local.jvm.collector import with_collector
-
-        try:
-            archive = archive_for(self._local_spark_conf())
-            settings, recording = driver_java_options(archive)
-        except OSError as error:
-            log.warning("Spark driver without a class-data-sharing archive: %s", error)
-            return with_collector({}, step_args), None, None
-        return with_collector(settings, step_args), recording, archive
-
     def _start(self, cluster: Any, step: Any) -> None:
         log_dir = self.log_dir / cluster.id / "steps" / step.id
         log_dir.mkdir(parents=True, exist_ok=True)
@@ -310,11 +281,8 @@ class EmrStepRunner:
                     "Unsupported step.",
                     f"the local stack runs only command-runner.jar spark-submit steps; got Jar={step.jar!r}",
                 )
-            java_options, cds_recording, cds_archive = self._driver_java_options(list(step.args))
-            command = build_spark_submit(
-                list(step.args), spark_jobs_dir=self.spark_jobs_dir, master=self.spark_master,
-                spark_submit=spark_submit_path(), local_conf={**self._local_spark_conf(), **java_options},
-            )
+            command = build_spark_submit(list(step.args), spark_jobs_dir=self.spark_jobs_dir,
+                                         master=self.spark_master, spark_submit=spark_submit_path())
         except StepRejected as rejected:
             (log_dir / "stderr").write_text(rejected.message + "\n", encoding="utf-8")
             self._fail(cluster, step, rejected.reason, rejected.message, log_dir / "stderr")
@@ -333,8 +301,7 @@ class EmrStepRunner:
             start_new_session=True,
         )
         step.state = "RUNNING"
-        self._runs[step.id] = _Run(cluster.id, step, process, log_dir, files=[stdout, stderr],
-                                   cds_recording=cds_recording, cds_archive=cds_archive)
+        self._runs[step.id] = _Run(cluster.id, step, process, log_dir, files=[stdout, stderr])
         log.info("step %s (%s) of %s started: pid %s", step.id, step.name, cluster.id, process.pid)
         self._processes_changed()
 
@@ -343,14 +310,6 @@ class EmrStepRunner:
         for handle in run.files:
             handle.close()
         step = run.step
-        if run.cds_recording is not None and run.cds_archive is not None:
-            from local.jvm.class_data_sharing import adopt_recording
-
-            try:
-                adopt_recording(run.cds_recording, run.cds_archive,
-                                succeeded=returncode == 0 and not run.cancel_requested)
-            except OSError as error:  # the step's own outcome must still be recorded
-                log.warning("class-data-sharing archive %s not kept: %s", run.cds_archive, error)
         with open(run.log_dir / "controller", "a", encoding="utf-8") as controller:
             controller.write(f"{_utcnow().isoformat()}Z INFO Step exited with code {returncode}\n")
         cluster = self.backend.clusters.get(run.cluster_id)

@@ -48,14 +48,11 @@ def spark():
 
     # Python workers must run the venv's interpreter (the one with pyspark's exact version), not PATH's.
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    from local.hadoop.build import ensure_jar, spark_conf
-
-    # The local stack's Spark settings, its local file system included (tested in test_local_hadoop_fs.py).
+    # Hadoop's stock local file system, as every other user of the jobs has.
     session = build_spark_session("covid19-lake-tests", master="local[2]", extra_conf={
         "spark.sql.shuffle.partitions": "4",
         "spark.ui.enabled": "false",
         "spark.driver.memory": "1g",
-        **spark_conf(ensure_jar()),
     })
     yield session
     session.stop()

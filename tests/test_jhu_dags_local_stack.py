@@ -13,9 +13,6 @@ import pyarrow.parquet as pq
 import pytest
 
 from local import airflow_local
-from local.hadoop.build import ensure_jar, spark_conf
-from local.jvm.class_data_sharing import QUIET, archive_for
-from local.jvm.collector import SERIAL
 
 pytestmark = pytest.mark.stack
 JOB = "jhu_daily_reports"
@@ -82,16 +79,6 @@ def test_daily_run_lands_processes_catalogs_records_and_notifies(airflow, jhu_mi
     assert record["status"] == "COMPLETED" and record["dag_id"] == "jhu_daily_reports"
     assert int(record["rows_written"]) == processed_rows(stack, "2020-03-01") > 0
     assert record["step_id"] in {s["Id"] for s in steps(stack)}
-    # The step ran with the local stack's file system (local/hadoop), as every local step does.
-    controller = next(Path(stack.state_dir).glob(f"emr/*/steps/{record['step_id']}/controller")).read_text()
-    assert "spark.hadoop.fs.file.impl=covid19lake.hadoop.NioLocalFileSystem" in controller
-    # ... and with the driver's class-data-sharing archive (local/jvm): the first step on a machine records
-    # it, every later one maps it, so by now it is in place.
-    archive = archive_for(spark_conf(ensure_jar()))
-    assert archive is not None and archive.is_file() and archive.stat().st_size > 1_000_000
-    assert (f"spark.driver.defaultJavaOptions=-XX:SharedArchiveFile={archive}" in controller
-            or "spark.driver.defaultJavaOptions=-XX:ArchiveClassesAtExit=" in controller)
-    assert f"{QUIET} {SERIAL}" in controller  # and the local drivers' collector (local/jvm/collector.py)
     assert "2020-03-01" in glue_partitions(stack)
     assert "2020-03-01" in glue_partitions(stack, "jhu_field_issues")  # catalogued with the processed table
     sent = wait_for_notifications(stack, "2020-03-01", 9)

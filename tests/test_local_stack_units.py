@@ -28,6 +28,10 @@ def test_spark_submit_drops_yarn_and_cluster_mode_and_makes_paths_local(tmp_path
     assert command[command.index("--py-files") + 1] == str(tmp_path / "spark_common.py")
     assert "spark.ui.enabled=false" not in command  # the step's own setting wins
     assert command[command.index("spark.driver.memory=2g") - 1] == "--conf"
+    # Nothing else: Hadoop's stock local file system and the JVM's own options, as on EMR.
+    assert [c for c in command if c.startswith("spark.")] == [
+        "spark.driver.host=127.0.0.1", "spark.driver.bindAddress=127.0.0.1", "spark.driver.memory=2g",
+        "spark.ui.enabled=true"]
     assert command[-3:] == [str(tmp_path / "job.py"), "--lake", "file:///lake"]
 
 

@@ -1,1 +1,0 @@
-"""The local stack's JVM tuning for Spark drivers: a class-data-sharing archive (class_data_sharing)."""
