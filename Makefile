@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 NPM_INSTALLED := dashboard/node_modules/.package-lock.json
 
-.PHONY: demo airflow airflow-down test lint install venvs check-java check-chromium dashboard package deploy clean
+.PHONY: demo airflow airflow-down test lint install venvs check-java check-chromium check-postgres dashboard package deploy clean
 
 $(INSTALLED): requirements.txt requirements-dev.txt constraints/constraints-airflow-3.3.1-python-3.12.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -33,6 +33,13 @@ check-chromium:
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	  else echo "The dashboard browser test needs Chromium: sudo apt-get install -y chromium"; exit 1; fi; }
 
+# The local Airflow's metadata DB runs on the machine's PostgreSQL server binaries (local/postgres.py).
+check-postgres:
+	@$(PY) -c "from local.postgres import binary; binary('initdb'); binary('pg_ctl')" 2>/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; \
+	  else $(PY) -c "from local.postgres import INSTALL_HINT; print(INSTALL_HINT)"; exit 1; fi; }
+
 $(NPM_INSTALLED): dashboard/package.json dashboard/package-lock.json
 	cd dashboard && npm ci --no-audit --no-fund
 	@touch $@
@@ -49,15 +56,15 @@ lint: install
 venvs: install
 	$(PY) -m tests.venvs mwaa checkov
 
-test: install check-java check-chromium dashboard lint venvs
+test: install check-java check-chromium check-postgres dashboard lint venvs
 	$(PY) -m pytest
 
-demo: install check-java dashboard
+demo: install check-java check-postgres dashboard
 	$(PY) -m local.demo $(DEMO_ARGS)
 
 # The real Airflow UI on the local stack, without Docker (api-server on 127.0.0.1:$${AIRFLOW_PORT:-8080},
 # scheduler, dag-processor, triggerer); returns once it answers. `make airflow-down` stops all of it.
-airflow: install check-java
+airflow: install check-java check-postgres
 	$(PY) -m local.airflow_server up
 
 airflow-down:

@@ -116,7 +116,7 @@ class AirflowApi:
 
     # -- backfills -----------------------------------------------------------------------------------------
     def create_backfill(self, dag_id: str, from_date: datetime, to_date: datetime, **options: Any) -> dict[str, Any]:
-        """POST /api/v2/backfills. Needs Postgres or MySQL under a running scheduler: on SQLite Airflow
-        answers 503 "Database is locked" (and its scheduler can die on the runs it rolled back)."""
+        """POST /api/v2/backfills: Airflow plans one run per logical date of the range. Needs a Postgres or
+        MySQL metadata DB (local/postgres.py): on SQLite under a running scheduler Airflow answers 503."""
         body = {"dag_id": dag_id, "from_date": from_date.isoformat(), "to_date": to_date.isoformat(), **options}
         return self.request("POST", "/api/v2/backfills", json=body)

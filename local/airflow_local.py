@@ -71,7 +71,7 @@ def airflow_env(stack: Any, airflow_home: Path, **variable_overrides: Any) -> di
 
 
 def ensure_metadata_db(env: dict[str, str]) -> None:
-    """Create or upgrade the SQLite metadata DB (a no-op when it is current)."""
+    """Create or upgrade the metadata DB the environment names (a no-op when it is current)."""
     Path(env["AIRFLOW_HOME"]).mkdir(parents=True, exist_ok=True)
     airflow = Path(sys.executable).with_name("airflow")
     result = subprocess.run([str(airflow), "db", "migrate"], env={**os.environ, **env},

@@ -1,11 +1,13 @@
 """The real Airflow 3.3.1 on the local stack, without Docker: api-server, scheduler, dag-processor and
-triggerer as background processes (LocalExecutor, SQLite metadata DB), as `make airflow` starts them.
+triggerer as background processes (LocalExecutor, a PostgreSQL metadata DB of its own: local/postgres.py),
+as `make airflow` starts them.
 
     python -m local.airflow_server up|down|status [--state-dir .local] [--port 8080]
 
-`up` starts the local stack first when it is not running, then Airflow, and returns once the API answers,
+`up` starts the local stack first when it is not running, then Postgres and Airflow, and returns once the API answers,
 every component reports healthy and the DAGs are parsed; it prints the UI URL and the login. Running it
-again while everything is up changes nothing. `down` stops every process it started, then the stack.
+again while everything is up changes nothing. `down` stops every process it started (Postgres included),
+then the stack.
 
 The same machinery runs the end-to-end test tier and `make demo`, so what users click is what is tested.
 """
@@ -27,6 +29,8 @@ from typing import Any
 from local import airflow_local
 from local import config as stack_config
 from local.airflow_api import AirflowApi
+from local.postgres import STATE_FILE as POSTGRES_STATE_FILE
+from local.postgres import LocalPostgres
 
 COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
 HEALTH_KEYS = {"scheduler": "scheduler", "dag-processor": "dag_processor", "triggerer": "triggerer"}
@@ -63,6 +67,8 @@ def server_env(stack: Any, home: Path, port: int, **variable_overrides: Any) -> 
     base_url = f"http://127.0.0.1:{port}"
     return {
         **airflow_local.airflow_env(stack, home, **variable_overrides),
+        # SQLite serves dag.test's one process; a scheduler beside an api-server needs a real server.
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": LocalPostgres(home).url(),
         "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
         "AIRFLOW__CORE__PARALLELISM": "8",
         "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
@@ -134,20 +140,11 @@ class AirflowServer:
             return self
         self.stop()
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        airflow_local.ensure_metadata_db(self.env)
-        pids: dict[str, int] = {}
-        env = {**os.environ, **self.env, "PYTHONUNBUFFERED": "1"}
-        for name in COMPONENTS:
-            args = [airflow_bin(), name]
-            if name == "api-server":
-                args += ["--host", "127.0.0.1", "--port", self.env["AIRFLOW__API__PORT"], "--workers", "1"]
-            with open(self.log_dir / f"{name}.log", "ab") as log_file:
-                process = subprocess.Popen(args, cwd=airflow_local.REPO_ROOT, env=env, stdin=subprocess.DEVNULL,
-                                           stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True)
-            pids[name] = process.pid
-        (self.home / PROCESSES_FILE).write_text(json.dumps(pids), encoding="utf-8")
-        deadline = time.monotonic() + timeout
         try:
+            LocalPostgres(self.home).start()
+            airflow_local.ensure_metadata_db(self.env)
+            deadline = time.monotonic() + timeout
+            self._start_components()
             self._wait(lambda: self.healthy(), deadline, "every Airflow component to report healthy")
             api = self.api()
             expected = expected_dag_ids()
@@ -162,6 +159,20 @@ class AirflowServer:
             self.stop()
             raise
         return self
+
+    def _start_components(self) -> None:
+        pids: dict[str, int] = {}
+        env = {**os.environ, **self.env, "PYTHONUNBUFFERED": "1"}
+        for name in COMPONENTS:
+            args = [airflow_bin(), name]
+            if name == "api-server":
+                args += ["--host", "127.0.0.1", "--port", self.env["AIRFLOW__API__PORT"], "--workers", "1"]
+            with open(self.log_dir / f"{name}.log", "ab") as log_file:
+                process = subprocess.Popen(args, cwd=airflow_local.REPO_ROOT, env=env, stdin=subprocess.DEVNULL,
+                                           stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True)
+            pids[name] = process.pid
+            # Written as each starts, so a failure part-way still stops what did start.
+            (self.home / PROCESSES_FILE).write_text(json.dumps(pids), encoding="utf-8")
 
     def _wait(self, predicate: Any, deadline: float, message: str) -> None:
         while not predicate():
@@ -178,8 +189,12 @@ class AirflowServer:
     def _import_errors(api: AirflowApi) -> list[dict[str, Any]]:
         return api.request("GET", "/api/v2/importErrors")["import_errors"]
 
+    def postgres(self) -> LocalPostgres | None:
+        return LocalPostgres(self.home) if (self.home / POSTGRES_STATE_FILE).exists() else None
+
     def stop(self, timeout: float = 30.0) -> bool:
-        """SIGTERM every component's process group (task processes included), then SIGKILL what is left."""
+        """SIGTERM every component's process group (task processes included), then SIGKILL what is left;
+        then stop the metadata DB's server."""
         pids = self._pids()
         for pid in pids.values():
             with suppress(ProcessLookupError, PermissionError):
@@ -191,6 +206,9 @@ class AirflowServer:
             with suppress(ProcessLookupError, PermissionError):
                 os.killpg(pid, signal.SIGKILL)
         (self.home / PROCESSES_FILE).unlink(missing_ok=True)
+        postgres = self.postgres()
+        if postgres:
+            postgres.stop()
         return bool(pids)
 
 
@@ -273,7 +291,7 @@ def down(state_dir: Path) -> None:
     from local.stack import stop_daemon
 
     home = _home(state_dir)
-    if (home / PROCESSES_FILE).exists():
+    if (home / PROCESSES_FILE).exists() or (home / POSTGRES_STATE_FILE).exists():
         AirflowServer(home, {"AIRFLOW__API__BASE_URL": ""}).stop()
     stop_daemon(state_dir)
 
@@ -290,7 +308,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "status":
         home = _home(args.state_dir)
-        alive = AirflowServer(home, {"AIRFLOW__API__BASE_URL": ""}).alive()
+        server = AirflowServer(home, {"AIRFLOW__API__BASE_URL": ""})
+        alive = server.alive()
+        postgres = server.postgres()
+        alive["postgres"] = bool(postgres and postgres.running())
         print(json.dumps({"airflow_home": str(home), "processes": alive}, indent=2))
         return 0 if alive and all(alive.values()) else 3
     server = up(args.state_dir, args.port)

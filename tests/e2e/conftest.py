@@ -11,6 +11,7 @@ import pytest
 
 from local.airflow_api import AirflowApi
 from local.airflow_server import AirflowServer, server_env
+from local.postgres import LocalPostgres
 
 
 def free_port() -> int:
@@ -28,6 +29,7 @@ def airflow_server(local_stack, jhu_mirror, tmp_path_factory) -> Iterator[Airflo
         yield server
     finally:
         server.stop()
+        LocalPostgres(home).destroy()
 
 
 @pytest.fixture(scope="session")

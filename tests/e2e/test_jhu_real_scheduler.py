@@ -1,6 +1,7 @@
 """The JHU DAGs under the real scheduler, triggered and inspected only through the REST API v2.
 
-Each test uses dates no other test of the session touches, here 2020-02-01..03 and December 2020: the
+Each test uses dates no other test of the session touches, here 2020-02-01..03, 2020-11-02..04 and
+December 2020: the
 session's local stack and job table are shared with the dag.test() tier.
 """
 
@@ -53,6 +54,35 @@ def unpaused(api, dag_id: str):
         finally:
             api.set_paused(dag_id, True)
     return block()
+
+
+def test_backfill_create_runs_the_paused_daily_dag_once_per_date_and_nothing_else(api, local_stack):
+    """`POST /api/v2/backfills` (the UI's backfill form, `airflow backfill create`): one daily run per
+    report date, each its own step, and unpausing the DAG for it starts no catchup."""
+    stack = local_stack
+    days = ["2020-11-02", "2020-11-03", "2020-11-04"]
+    first, last = (datetime.fromisoformat(day).replace(tzinfo=UTC) for day in (days[0], days[-1]))
+    with unpaused(api, "jhu_daily_reports"):
+        backfill = api.create_backfill("jhu_daily_reports", first, last, max_active_runs=3)
+
+        def backfill_runs() -> list[dict]:
+            return [r for r in api.runs("jhu_daily_reports") if r["run_type"] == "backfill"
+                    and first <= datetime.fromisoformat(r["logical_date"]) <= last]
+
+        runs = api.wait_for(lambda: (found := backfill_runs()) and len(found) == len(days) and
+                            all(r["state"] in {"success", "failed"} for r in found) and found,
+                            timeout=600, message=f"backfill {backfill['id']}'s three runs to finish")
+    assert sorted(r["logical_date"][:10] for r in runs) == days
+    assert {r["state"] for r in runs} == {"success"}, [api.task_states("jhu_daily_reports", r["dag_run_id"])
+                                                       for r in runs]
+    for day in days:
+        record = job_record(stack, day)
+        assert record["status"] == "COMPLETED" and record["dag_id"] == "jhu_daily_reports", record
+        assert int(record["rows_written"]) == processed_rows(stack, day) > 0
+        assert len([s for s in steps(stack) if day in s["Name"]]) == 1
+    assert set(days) <= glue_partitions(stack)
+    # Catchup is off: the DAG's end date (JHU's last report, 2023-03-10) is past, so no scheduled run at all.
+    assert [r for r in api.runs("jhu_daily_reports") if r["run_type"] == "scheduled"] == []
 
 
 def hold_the_step_runner(stack, tmp_path) -> tuple[str, Path]:
