@@ -84,14 +84,14 @@ class LocalPostgres:
         self.home = Path(home).resolve()
         self.state_path = self.home / STATE_FILE
         self.run_as = SERVER_USER_WHEN_ROOT if os.geteuid() == 0 else None
-        self.fresh = not self.state_path.exists()
         self.state = self._load_state()
 
     # -- state ---------------------------------------------------------------------------------------------
     def _load_state(self) -> dict[str, Any]:
         if self.state_path.exists():
             return json.loads(self.state_path.read_text(encoding="utf-8"))
-        state = {"port": free_port(), "password": secrets.token_urlsafe(24), "data_dir": str(self._data_dir())}
+        state = {"port": free_port(), "password": secrets.token_urlsafe(24), "data_dir": str(self._data_dir()),
+                 "initialized": False}
         self.home.mkdir(parents=True, exist_ok=True)
         self.state_path.touch(mode=0o600)
         self.state_path.write_text(json.dumps(state), encoding="utf-8")
@@ -168,15 +168,17 @@ class LocalPostgres:
                        "scram-sha-256", "--pwfile", password_file.name, "--encoding", "UTF8", "--no-instructions"])
         finally:
             Path(password_file.name).unlink(missing_ok=True)
+        self.state["initialized"] = True
+        self._save_state()
 
     def start(self, timeout: float = 60.0) -> LocalPostgres:
         """Create the cluster on first use, start it when it is not running, create the Airflow database."""
-        if self.fresh and (self.data_dir / "PG_VERSION").exists():
-            # A cluster left by an earlier home of the same path (state lost): its password is unknown.
+        if not self.state.get("initialized") and (self.data_dir / "PG_VERSION").exists():
+            # A cluster this state did not make (an earlier home of the same path lost its state file while
+            # the server ran, as pytest's basetemp is cleared): its password is unknown.
             with suppress(PostgresError):
                 self._run([binary("pg_ctl"), "-D", str(self.data_dir), "-m", "immediate", "-w", "stop"])
             shutil.rmtree(self.data_dir)
-        self.fresh = False
         if not self.running():
             if not (self.data_dir / "PG_VERSION").exists():
                 self._initdb()

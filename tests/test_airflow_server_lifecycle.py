@@ -76,7 +76,9 @@ def test_a_lost_state_file_over_a_running_cluster_gets_a_fresh_cluster_it_can_lo
 
     home = tmp_path / "home"
     LocalPostgres(home).start().state_path.unlink()
+    url = LocalPostgres(home).url()  # as server_env reads it before AirflowServer.start() starts the server
     fresh = LocalPostgres(home)
+    assert fresh.url() == url
     try:
         fresh.start()
         psycopg2.connect(host="127.0.0.1", port=fresh.port, user="airflow", password=fresh.state["password"],
