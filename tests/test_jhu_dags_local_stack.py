@@ -119,43 +119,6 @@ def test_a_failing_step_records_failed_with_the_reason(airflow):
     raw.unlink()
 
 
-def test_a_second_trigger_is_refused_while_the_first_step_is_live(airflow, tmp_path):
-    """Run A holds 2020-05-01 with a step that is really RUNNING; run B must not add a second one."""
-    from covid19_lake.job_table import JobTable, RunInfo
-
-    stack = airflow
-    release = tmp_path / "release"
-    script = tmp_path / "hold.py"
-    script.write_text(
-        "import pathlib, time\n"
-        f"while not pathlib.Path({str(release)!r}).exists():\n    time.sleep(0.2)\n", encoding="utf-8")
-    cluster = stack.outputs["EmrClusterId"]
-    emr = stack.client("emr")
-    live = emr.add_job_flow_steps(JobFlowId=cluster, Steps=[{
-        "Name": "run A", "ActionOnFailure": "CONTINUE",
-        "HadoopJarStep": {"Jar": "command-runner.jar", "Args": ["spark-submit", str(script)]}}])["StepIds"][0]
-    stack.wait_for(lambda: emr.describe_step(ClusterId=cluster, StepId=live)["Step"]["Status"]["State"] == "RUNNING",
-                   timeout=120, message="the holding step to run")
-    table = JobTable(stack.outputs["JobTableName"])
-    run_a = RunInfo("jhu_backfill", "manual__run_a", 1)
-    from datetime import timedelta
-    assert table.claim("2020-05-01", JOB, run_a, cluster_id=cluster, force=False, claim_timeout=timedelta(minutes=30),
-                       step_state=lambda c, s: None).action == "claim"
-    table.record_step("2020-05-01", JOB, run_a, cluster, live)
-    try:
-        before = len(steps(stack))
-        run_b = airflow_local.run_dag("jhu_daily_reports", logical_date=datetime(2020, 5, 1, tzinfo=UTC),
-                                      conf={"force": True})
-        states = airflow_local.task_states(run_b)
-        assert states["spark_job.claim"] == "skipped" and states["spark_job.add_step"] == "skipped"
-        assert len(steps(stack)) == before
-        assert job_record(stack, "2020-05-01")["run_id"] == "manual__run_a"
-    finally:
-        release.write_text("go", encoding="utf-8")
-    stack.wait_for(lambda: emr.describe_step(ClusterId=cluster, StepId=live)["Step"]["Status"]["State"] == "COMPLETED",
-                   timeout=120, message="the holding step to finish")
-
-
 def test_backfill_lands_in_parallel_runs_one_step_and_is_idempotent(airflow):
     stack = airflow
     days = [f"2020-03-{d:02d}" for d in range(9, 14)]  # includes 03-10-2020's WHO-style names
@@ -187,20 +150,6 @@ def test_backfill_lands_in_parallel_runs_one_step_and_is_idempotent(airflow):
         TableName=stack.outputs["JobTableName"], Key={"job_date": {"S": days[0]}, "job_name": {"S": JOB}}
     )["Item"]["attempts"]))
     assert len(attempts["L"]) == 2
-
-
-def test_airflow_backfill_create_plans_one_run_per_report_date(airflow):
-    """`airflow backfill create` over the daily DAG: its runs' logical dates are the report dates."""
-    import subprocess
-    import sys
-
-    airflow_cli = str(Path(sys.executable).with_name("airflow"))
-    subprocess.run([airflow_cli, "dags", "reserialize"], check=True, capture_output=True)
-    planned = subprocess.run(
-        [airflow_cli, "backfill", "create", "--dag-id", "jhu_daily_reports", "--from-date", "2020-06-01",
-         "--to-date", "2020-06-03", "--dry-run"], check=True, capture_output=True, text=True).stdout
-    assert [line.split("|")[1].strip()[:10] for line in planned.splitlines()
-            if line.startswith("| 2020-")] == ["2020-06-01", "2020-06-02", "2020-06-03"]
 
 
 def test_transient_cluster_mode_creates_runs_on_and_terminates_its_own_cluster(airflow, monkeypatch):
