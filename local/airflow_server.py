@@ -39,6 +39,7 @@ SECRETS_FILE = "airflow-secrets.json"
 PASSWORDS_FILE = "simple_auth_manager_passwords.json"
 USERNAME = "admin"
 DEFAULT_PORT = 8080
+SECOND_SIGNAL_AFTER_SECONDS = 5.0
 # DAGs that only ever run when someone asks: unpaused at start, so a trigger from the UI or the API runs
 # at once. Scheduled DAGs stay paused, as on MWAA (dags_are_paused_at_creation).
 MANUAL_DAGS = ("jhu_backfill",)
@@ -193,14 +194,22 @@ class AirflowServer:
         return LocalPostgres(self.home) if (self.home / POSTGRES_STATE_FILE).exists() else None
 
     def stop(self, timeout: float = 30.0) -> bool:
-        """SIGTERM every component's process group (task processes included), then SIGKILL what is left;
-        then stop the metadata DB's server."""
+        """SIGTERM every component's process group (task processes included), SIGTERM the components again
+        after a few seconds, SIGKILL what is left at the timeout; then stop the metadata DB's server."""
         pids = self._pids()
         for pid in pids.values():
             with suppress(ProcessLookupError, PermissionError):
                 os.killpg(pid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        while any(_group_alive(pid) for pid in pids.values()) and time.monotonic() < deadline:
+        began = time.monotonic()
+        signalled_again = False
+        while any(_group_alive(pid) for pid in pids.values()) and time.monotonic() < began + timeout:
+            if not signalled_again and time.monotonic() >= began + SECOND_SIGNAL_AFTER_SECONDS:
+                # The scheduler's LocalExecutor waits for running tasks ("Signal again if you don't want to
+                # wait"): a sensor poking for hours would hold `down` until SIGKILL.
+                for pid in pids.values():
+                    with suppress(ProcessLookupError, PermissionError):
+                        os.kill(pid, signal.SIGTERM)
+                signalled_again = True
             time.sleep(0.2)
         for pid in pids.values():
             with suppress(ProcessLookupError, PermissionError):
