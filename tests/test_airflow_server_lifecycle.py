@@ -86,3 +86,30 @@ def test_a_lost_state_file_over_a_running_cluster_gets_a_fresh_cluster_it_can_lo
     finally:
         fresh.destroy()
     assert not fresh.running()
+
+
+def test_down_signals_again_a_scheduler_that_waits_for_its_running_tasks(tmp_path):
+    """Airflow's LocalExecutor answers the first SIGTERM with "waiting for running tasks to finish. Signal
+    again if you don't want to wait": `down` signals again instead of waiting for SIGKILL."""
+    state_dir = tmp_path / "state"
+    home = state_dir / "airflow"
+    home.mkdir(parents=True)
+    marker, ready = tmp_path / "signalled-again", tmp_path / "handler-installed"
+    patient = ("import pathlib, signal, sys, time\n"
+               "count = []\n"
+               "def on_term(*_):\n"
+               "    count.append(1)\n"
+               f"    if len(count) == 2:\n        pathlib.Path({str(marker)!r}).write_text('2'); sys.exit(0)\n"
+               "signal.signal(signal.SIGTERM, on_term)\n"
+               f"pathlib.Path({str(ready)!r}).write_text('ready')\n"
+               "while True: time.sleep(0.05)\n")
+    scheduler = subprocess.Popen([sys.executable, "-c", patient], start_new_session=True)
+    (home / airflow_server.PROCESSES_FILE).write_text(json.dumps({"scheduler": scheduler.pid}))
+    deadline = time.monotonic() + 30
+    while not ready.exists():
+        assert time.monotonic() < deadline, "the stand-in scheduler did not start"
+        time.sleep(0.05)
+    assert airflow_server.main(["down", "--state-dir", str(state_dir)]) == 0
+    scheduler.wait(timeout=10)
+    assert marker.read_text() == "2"
+    assert group_members(scheduler.pid) == []
