@@ -2,7 +2,8 @@
 
 Runs whenever a processed table changes (Airflow Assets). Each view's AthenaOperator creates or replaces
 it once the views it reads exist; then the extracts are written next to the dashboard site. Settings
-(Glue database, workgroup, result location, site bucket, engine) are Airflow Variables read at run time.
+(Glue database, workgroup, result location, site bucket, engine) come from the Variable covid19_lake, read
+when a task runs: the operators' templated fields call the `covid19_lake_config()` macro (the loader).
 """
 
 from __future__ import annotations
@@ -12,8 +13,8 @@ from datetime import timedelta
 from airflow.providers.amazon.aws.operators.athena import AthenaOperator
 from airflow.sdk import DAG, task
 
+from covid19_lake import config
 from covid19_lake.analytics import tasks
-from covid19_lake.analytics.settings import JINJA
 from covid19_lake.assets import JHU_DAILY_REPORTS, TWEET_DAILY_STATS, TWEETS
 
 default_args = {
@@ -31,14 +32,17 @@ with DAG(
     max_active_runs=1,
     tags=["covid19-lake", "analytics", "athena", "dashboard"],
     doc_md=__doc__,
+    # Rendered per task run, never at parse time: the validated Variable (covid19_lake.config.load).
+    user_defined_macros={"covid19_lake_config": config.load},
 ) as dag:
     views = {
         view.name: AthenaOperator(
             task_id=f"create_view_{view.name}",
             query=tasks.athena_statement(view),
-            database=JINJA["covid19_glue_database"],
-            workgroup=JINJA["covid19_athena_workgroup"],
-            output_location=JINJA["covid19_athena_output"],
+            database="{{ covid19_lake_config().lake.glue_database }}",
+            workgroup="{{ covid19_lake_config().analytics.athena_workgroup }}",
+            output_location="{{ covid19_lake_config().analytics.athena_output }}",
+            aws_conn_id="{{ covid19_lake_config().lake.aws_conn_id }}",
             sleep_time=5,
             doc_md=view.description,
         )

@@ -12,9 +12,9 @@ from datetime import date
 from airflow.sdk import DAG, Param, chain, task
 from airflow.sdk.exceptions import AirflowFailException
 
-from covid19_lake import jhu, jhu_source
+from covid19_lake import config, jhu, jhu_source
 from covid19_lake.assets import JHU_DAILY_REPORTS
-from covid19_lake.config import JHU_FIRST_DATE, JHU_LAST_DATE, LakeConfig
+from covid19_lake.config import JHU_FIRST_DATE, JHU_LAST_DATE
 from covid19_lake.dag_defaults import DEFAULT_ARGS
 from covid19_lake.spark_pipeline import emr_spark_job, failure_callback
 
@@ -70,7 +70,7 @@ with DAG(
     # A batch that cannot land fails the run before any claim: its failure becomes the run's job record.
     @task(on_failure_callback=failure_callback(jhu.SPARK_JOB, planned_dates=requested_dates))
     def land_batch(days: list[str], **context) -> dict[str, list[str]]:
-        results = jhu.land_many(LakeConfig.load(), [date.fromisoformat(d) for d in days],
+        results = jhu.land_many(config.load(), [date.fromisoformat(d) for d in days],
                                 refresh=bool(context["params"]["refresh"]))
         outcome: dict[str, list[str]] = {"landed": [], "present": [], "not_published": []}
         for result in results:

@@ -14,9 +14,9 @@ from datetime import UTC, date, datetime, timedelta
 from airflow.sdk import DAG, CronTriggerTimetable, Param, PokeReturnValue, chain, task
 from airflow.sdk.exceptions import AirflowFailException
 
-from covid19_lake import jhu
+from covid19_lake import config, jhu
 from covid19_lake.assets import JHU_DAILY_REPORTS
-from covid19_lake.config import JHU_FIRST_DATE, LakeConfig, ParseTimeSettings
+from covid19_lake.config import JHU_FIRST_DATE, ParseTimeSettings
 from covid19_lake.dag_defaults import DEFAULT_ARGS
 from covid19_lake.spark_pipeline import emr_spark_job
 
@@ -53,7 +53,7 @@ with DAG(
         """Copy the day's file into the raw zone; wait while JHU has not published it."""
         day = report_date(context)
         try:
-            uri = jhu.land_or_wait(LakeConfig.load(), day, datetime.now(UTC))
+            uri = jhu.land_or_wait(config.load(), day, datetime.now(UTC))
         except jhu.NotPublishedInTime as error:
             raise AirflowFailException(str(error)) from error
         return PokeReturnValue(is_done=uri is not None, xcom_value=[day.isoformat()])

@@ -17,8 +17,8 @@ from datetime import UTC, datetime, timedelta
 
 from airflow.sdk import DAG, CronTriggerTimetable, task
 
-from covid19_lake import jhu, tweet_jobs
-from covid19_lake.config import LakeConfig, ParseTimeSettings
+from covid19_lake import config, jhu, tweet_jobs
+from covid19_lake.config import ParseTimeSettings
 from covid19_lake.dag_defaults import DEFAULT_ARGS
 from covid19_lake.job_table import JobTable
 from covid19_lake.spark_pipeline import StepLookup, emr_hook, settle_run_items, settle_stale
@@ -43,8 +43,8 @@ with DAG(
 
     @task(execution_timeout=timedelta(minutes=15))
     def reconcile() -> dict[str, int]:
-        cfg = LakeConfig.load()
-        in_flight = JobTable(cfg.job_table, cfg.aws_conn_id).in_flight()
+        cfg = config.load()
+        in_flight = JobTable(cfg.lake.job_table, cfg.lake.aws_conn_id).in_flight()
         settled = settle_stale(cfg, SPARK_JOBS, in_flight, StepLookup(emr_hook(cfg)))
         # Then the run items (the notifier's) whose dates are all final by now.
         runs = settle_run_items(cfg, SPARK_JOBS, in_flight)

@@ -1,7 +1,7 @@
 """tweets_ingest: X API recent search -> Kinesis Data Firehose -> {lake}/raw/tweets/YYYY/MM/DD/HH/.
 
-Thin wiring only: the work is in covid19_lake.tweets.ingest. Configuration (Variable covid19_lake_tweets),
-the bearer token (connection x_api) and AWS clients are all resolved when the task runs.
+Thin wiring only: the work is in covid19_lake.tweets.ingest. Configuration (the tweets section of the
+Variable covid19_lake), the bearer token (connection x_api) and AWS clients are all resolved when the task runs.
 """
 
 from __future__ import annotations
@@ -10,7 +10,9 @@ from datetime import datetime, timedelta
 
 from airflow.sdk import DAG, task
 
-from covid19_lake.tweets.config import ingest_schedule
+from covid19_lake.config import ParseTimeSettings
+
+settings = ParseTimeSettings.from_env()
 
 default_args = {
     "owner": "covid19-lake",
@@ -22,7 +24,7 @@ default_args = {
 with DAG(
     dag_id="tweets_ingest",
     description="Fetch COVID-19 tweets from X recent search into the lake's raw zone via Firehose",
-    schedule=ingest_schedule(),
+    schedule=settings.tweets_ingest_schedule,
     start_date=datetime(2024, 1, 1),
     catchup=False,
     # The since_id checkpoint assumes runs never overlap.

@@ -10,10 +10,10 @@ from datetime import UTC, datetime, timedelta
 
 from airflow.sdk import DAG, CronDataIntervalTimetable, Param, PokeReturnValue, chain, task
 
+from covid19_lake import config, tweet_jobs
 from covid19_lake import lake as lake_paths
-from covid19_lake import tweet_jobs
 from covid19_lake.assets import TWEET_DAILY_STATS, TWEETS
-from covid19_lake.config import LakeConfig, ParseTimeSettings
+from covid19_lake.config import ParseTimeSettings
 from covid19_lake.dag_defaults import DEFAULT_ARGS
 from covid19_lake.lake import Lake
 from covid19_lake.spark_pipeline import emr_spark_job
@@ -43,15 +43,15 @@ with DAG(
                  mode="poke", soft_fail=True)
     def wait_for_hour(**context) -> PokeReturnValue:
         """Firehose writes the hour's prefix once its buffer flushes; no prefix after 2 h: nothing to do."""
-        cfg = LakeConfig.load()
-        lake = Lake(cfg.aws_conn_id)
+        cfg = config.load()
+        lake = Lake(cfg.lake.aws_conn_id)
         params = context["params"]
         if params.get("start_hour") or params.get("end_hour"):
             hours = tweet_jobs.hour_range(params.get("start_hour"), params.get("end_hour"))
         else:
             hours = [context["data_interval_start"]]
         present = [f"{h:%Y-%m-%dT%H}" for h in hours
-                   if lake.has_prefix(lake_paths.join(cfg.lake_uri, f"raw/tweets/{h:%Y/%m/%d/%H}"))]
+                   if lake.has_prefix(lake_paths.join(cfg.lake.uri, f"raw/tweets/{h:%Y/%m/%d/%H}"))]
         return PokeReturnValue(is_done=bool(present), xcom_value=present)
 
     def planned_hours(context) -> list[str]:

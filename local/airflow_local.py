@@ -1,8 +1,9 @@
 """Airflow 3.3.1 against the local stack: environment, metadata DB, and in-process DAG runs.
 
 The same DAG files run here as on MWAA; only configuration differs: the AWS connection points at the
-local stack's endpoint, the ``covid19_lake`` Variable points at the local lake and the repo's
-spark_jobs/, and the EMR step sensors ask every second instead of every minute.
+local stack's endpoint, the ``covid19_lake`` Variable is the one the template wrote for the local target
+(local lake, the repo's spark_jobs/, DuckDB analytics; see local/stack.py), and the EMR step sensors ask
+every second instead of every minute.
 """
 
 from __future__ import annotations
@@ -27,25 +28,18 @@ def jhu_source_url() -> str | None:
     return JHU_MIRROR.as_uri() if JHU_MIRROR.is_dir() else None
 
 
-def lake_variable(stack: Any, **overrides: Any) -> dict[str, Any]:
-    """The ``covid19_lake`` Variable for a local stack (RunningStack or LocalStack)."""
-    outputs = stack.outputs
-    value: dict[str, Any] = {
-        "lake_uri": str(stack.lake_dir),
-        "spark_jobs_uri": str(REPO_ROOT / "spark_jobs"),
-        "spark_deploy_mode": "client",
-        "job_table": outputs["JobTableName"],
-        "glue_database": outputs["GlueDatabaseName"],
-        "emr_cluster_name": "covid19-lake",
-    }
-    source = jhu_source_url()
-    if source:
-        value["jhu_source_url"] = source
-    value.update(overrides)
-    return value
+def lake_variable(stack: Any, **overrides: dict[str, Any]) -> dict[str, Any]:
+    """The ``covid19_lake`` Variable of a local stack (RunningStack or LocalStack): the one the template
+    wrote, with the stack's local values, plus ``overrides`` by section (``emr={"cluster_mode": ...}``)."""
+    from local.stack import merge_variable
+
+    if not getattr(stack, "airflow_variable", None):
+        raise RuntimeError("the local stack has no Airflow Variable (a stack.json from before the Variable "
+                           "was written by the stack: restart it)")
+    return merge_variable(stack.airflow_variable, overrides)
 
 
-def airflow_env(stack: Any, airflow_home: Path, **variable_overrides: Any) -> dict[str, str]:
+def airflow_env(stack: Any, airflow_home: Path, **variable_overrides: dict[str, Any]) -> dict[str, str]:
     """Everything Airflow needs in its environment to run our DAGs on the local stack."""
     return {
         **stack.env(),
@@ -54,12 +48,7 @@ def airflow_env(stack: Any, airflow_home: Path, **variable_overrides: Any) -> di
         "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO_ROOT / "plugins"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{airflow_home}/airflow.db",
-        "AIRFLOW_VAR_COVID19_LAKE": json.dumps(lake_variable(stack, **variable_overrides)),
-        # The analytics DAG runs its SQL on DuckDB over the local lake instead of Athena.
-        "AIRFLOW_VAR_COVID19_ANALYTICS_ENGINE": "duckdb",
-        "AIRFLOW_VAR_COVID19_LOCAL_LAKE": str(stack.lake_dir),
-        "AIRFLOW_VAR_COVID19_LOCAL_SITE": str(Path(stack.lake_dir).parent / "site"),
-        "AIRFLOW_VAR_COVID19_ATHENA_WORKGROUP": stack.outputs.get("AthenaWorkGroupName", "primary"),
+        "AIRFLOW_VAR_COVID19_LAKE": json.dumps(lake_variable(stack, **variable_overrides), sort_keys=True),
         # EMR step sensors defer to the triggerer as on MWAA (dag.test runs the trigger in process), asking
         # EMR every second; COVID19_LAKE_SENSOR_MODE=poke keeps them in their worker instead.
         "COVID19_LAKE_SENSOR_MODE": "deferrable",

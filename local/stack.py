@@ -57,6 +57,31 @@ _CLIENT_LOCK = threading.Lock()
 X_API_SEED = 19
 X_API_CONN_ID = "x_api"
 TWEETS_CHECKPOINT_VARIABLE = "tweets_ingest_checkpoint"
+# The Airflow Variable covid19_lake: the template's secret (its name is this output), given to Airflow as
+# AIRFLOW_VAR_COVID19_LAKE.
+VARIABLE_SECRET_OUTPUT = "AirflowConfigVariableSecretName"
+AIRFLOW_VARIABLE_ENV = "AIRFLOW_VAR_COVID19_LAKE"
+
+
+def _config_module() -> Any:
+    """covid19_lake.config (the DAGs' loader), from the repository's plugins/."""
+    plugins = str(config.REPO_ROOT / "plugins")
+    if plugins not in sys.path:
+        sys.path.insert(0, plugins)
+    import covid19_lake.config
+
+    return covid19_lake.config
+
+
+def merge_variable(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """``base`` with ``overrides`` applied section by section (a section's other keys stay)."""
+    merged = {section: dict(values) if isinstance(values, dict) else values for section, values in base.items()}
+    for section, values in overrides.items():
+        if isinstance(values, dict) and isinstance(merged.get(section), dict):
+            merged[section] = {**merged[section], **values}
+        else:
+            merged[section] = values
+    return merged
 
 
 def set_firehose_clock(clock: Callable[[], datetime] | None) -> None:
@@ -196,27 +221,26 @@ class _StackClient:
         }
         env = {**self.aws_env(), "AIRFLOW_CONN_AWS_DEFAULT": json.dumps(connection), **self.tweets_env()}
         env.pop("AWS_REGION")
+        variable = getattr(self, "airflow_variable", None)
+        if variable:
+            # The one Airflow Variable, as the template wrote it (plus the local values): on MWAA the
+            # Secrets Manager backend serves the same secret.
+            env[AIRFLOW_VARIABLE_ENV] = json.dumps(variable, sort_keys=True)
         return env
 
     x_api: dict[str, str]
 
     def tweets_env(self) -> dict[str, str]:
-        """The X connection (the stand-in's token, its base URL as host) and the tweets settings
-        (Firehose delivery stream, the stand-in's base URL; tweepy is pointed there and nothing else differs).
-        The since_id checkpoint is not here: the task writes it, so it lives in the metadata DB."""
+        """The X connection (the stand-in's token, its base URL as host); the tweets settings are the
+        Variable's tweets section (``airflow_variable``). The since_id checkpoint is not here: the task
+        writes it, so it lives in the metadata DB."""
         x_api = getattr(self, "x_api", None) or {}
-        stream = self.outputs.get("TweetsDeliveryStreamName") if getattr(self, "outputs", None) else None
-        if not x_api.get("base_url") or not stream:
+        if not x_api.get("base_url"):
             return {}
         connection = {"conn_type": "http", "host": x_api["base_url"], "password": x_api["token"]}
-        settings = {"lake_uri": self.outputs.get("LakeUri") or f"s3://{self.outputs['LakeBucketName']}",
-                    "sink": "firehose", "delivery_stream": stream, "x_api_base_url": x_api["base_url"],
-                    "x_conn_id": X_API_CONN_ID, "checkpoint_variable": TWEETS_CHECKPOINT_VARIABLE,
-                    "max_rate_limit_wait_seconds": 30}
         return {f"AIRFLOW_CONN_{X_API_CONN_ID.upper()}": json.dumps(connection),
-                "AIRFLOW_VAR_COVID19_LAKE_TWEETS": json.dumps(settings),
                 # The stand-in's clock is virtual: tweets_ingest runs when triggered (the demo, the UI).
-                "COVID19_LAKE_TWEETS_SCHEDULE": "none"}
+                "COVID19_LAKE_TWEETS_INGEST_SCHEDULE": "none"}
 
     @staticmethod
     def wait_for(
@@ -270,6 +294,7 @@ class LocalStack(_StackClient):
         self._x_api: XApiStandIn | None = None
         self.firehose_faults = FirehoseFaults()
         self.x_api: dict[str, str] = {}
+        self.airflow_variable: dict[str, Any] = {}
         self._saved_env: dict[str, str | None] = {}
         self._started = False
         self._record_lock = threading.Lock()
@@ -341,6 +366,7 @@ class LocalStack(_StackClient):
         self._x_api = start_x_api(token, self.firehose_faults)
         set_firehose_clock(self._x_api.now)
         self.x_api = {"base_url": self._x_api.base_url, "token": token}
+        self.airflow_variable = self._write_airflow_variable()
 
         if config.REPO_ROOT.as_posix() not in sys.path:
             sys.path.insert(0, config.REPO_ROOT.as_posix())  # handlers are dotted paths of this repo
@@ -390,6 +416,7 @@ class LocalStack(_StackClient):
             "DeploymentTarget": "local",
             "ProjectName": config.PROJECT_NAME,
             "LakeUri": self.lake_dir.as_uri(),
+            "SparkJobsUri": str(self.spark_jobs_dir),
             "AirflowBaseUrl": self.airflow_base_url,
         }
         declared = template.get("Parameters") or {}
@@ -410,6 +437,39 @@ class LocalStack(_StackClient):
             return
         urls = {channel: f"{self.sink_url}{path}" for channel, path in config.WEBHOOK_PATHS.items()}
         self.client("secretsmanager").put_secret_value(SecretId=name, SecretString=json.dumps(urls))
+
+    def _write_airflow_variable(self) -> dict[str, Any]:
+        """The Airflow Variable ``covid19_lake``: the secret the template wrote (as on AWS, where MWAA reads
+        it through its Secrets Manager backend), plus what only this stack knows (``local_values``),
+        validated with the DAGs' own loader and written back, so the secret and Airflow agree."""
+        name = self.outputs.get(VARIABLE_SECRET_OUTPUT)
+        if not name:
+            raise TemplateError(f"{self.template_path}: the output {VARIABLE_SECRET_OUTPUT} (the secret of the "
+                                "Airflow Variable covid19_lake) is part of the contract and missing")
+        secrets = self.client("secretsmanager")
+        written = json.loads(secrets.get_secret_value(SecretId=name)["SecretString"])
+        variable = merge_variable(written, self.local_values())
+        _config_module().Config.from_mapping(variable)  # the DAGs would refuse it: fail the start instead
+        secrets.put_secret_value(SecretId=name, SecretString=json.dumps(variable, sort_keys=True))
+        return variable
+
+    def local_values(self) -> dict[str, dict[str, Any]]:
+        """What the template cannot know: the JHU mirror, the X API stand-in, the cluster's name, the
+        dashboard folder next to the lake."""
+        from local.airflow_local import jhu_source_url
+
+        values: dict[str, dict[str, Any]] = {
+            "emr": {"cluster_name": self.emr_cluster_name},
+            "analytics": {"local_site": str(self.lake_dir.parent / "site")},
+        }
+        if self.x_api.get("base_url"):
+            values["tweets"] = {"x_api_base_url": self.x_api["base_url"], "x_conn_id": X_API_CONN_ID,
+                                "checkpoint_variable": TWEETS_CHECKPOINT_VARIABLE,
+                                "max_rate_limit_wait_seconds": 30}
+        source = jhu_source_url()
+        if source:
+            values["jhu"] = {"source_url": source}
+        return values
 
     def _ensure_cluster(self) -> str:
         emr = self.client("emr")
@@ -554,6 +614,7 @@ class LocalStack(_StackClient):
             "template_stream_handlers": self.template_stream_handlers,
             "emr_step_pids": self.step_pids(),
             "x_api": {"base_url": self.x_api.get("base_url"), "corpus_seed": X_API_SEED} if self.x_api else {},
+            "airflow_variable": self.airflow_variable,
             "env": self.env() if self.endpoint_url else {},
         }
 
@@ -587,6 +648,7 @@ class RunningStack(_StackClient):
         self.lake_dir = Path(record["lake_dir"])
         self.outputs: dict[str, str] = record["outputs"]
         self.pid: int = record["pid"]
+        self.airflow_variable: dict[str, Any] = record.get("airflow_variable") or {}
         conn = json.loads(record.get("env", {}).get(f"AIRFLOW_CONN_{X_API_CONN_ID.upper()}") or "{}")
         self.x_api = {"base_url": conn["host"], "token": conn["password"]} if conn else {}
 

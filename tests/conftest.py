@@ -67,7 +67,8 @@ def airflow_local_env(local_stack, jhu_mirror) -> dict[str, str]:
     metadata DB migrated once."""
     from local import airflow_local
 
-    env = airflow_local.airflow_env(local_stack, Path(os.environ["AIRFLOW_HOME"]), jhu_source_url=jhu_mirror.as_uri())
+    env = airflow_local.airflow_env(local_stack, Path(os.environ["AIRFLOW_HOME"]),
+                                    jhu={"source_url": jhu_mirror.as_uri()})
     airflow_local.ensure_metadata_db(env)
     return env
 

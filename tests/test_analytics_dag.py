@@ -18,9 +18,11 @@ from moto import mock_aws
 from moto.athena.models import QueryResults, athena_backends
 from moto.core import DEFAULT_ACCOUNT_ID
 
-from covid19_lake.analytics import extracts, settings, tasks
+from covid19_lake.analytics import extracts, tasks
 from covid19_lake.analytics.views import VIEWS
+from covid19_lake.config import AnalyticsSettings
 from local.analytics import dashboard, duck, fixture_lake
+from tests.variable import set_variable, variable
 
 DAG_FILE = Path(__file__).resolve().parent.parent / "dags" / "analytics.py"
 WINDOW = [date(2020, 7, 1) + timedelta(days=i) for i in range(9)]
@@ -68,11 +70,12 @@ def test_views_are_created_after_the_views_they_read(dag) -> None:
     assert extract.upstream_task_ids == {f"create_view_{v.name}" for v in VIEWS}
 
 
-def test_settings_are_templates_rendered_at_run_time(dag) -> None:
+def test_settings_are_templates_rendered_at_run_time_by_the_loader(dag) -> None:
     task = dag.get_task("create_view_analytics_country_daily")
-    assert task.database.startswith("{{ var.value.get('covid19_glue_database'")
-    assert task.output_location.startswith("{{ var.value.get('covid19_athena_output'")
-    assert task.workgroup.startswith("{{ var.value.get('covid19_athena_workgroup'")
+    assert task.database == "{{ covid19_lake_config().lake.glue_database }}"
+    assert task.output_location == "{{ covid19_lake_config().analytics.athena_output }}"
+    assert task.workgroup == "{{ covid19_lake_config().analytics.athena_workgroup }}"
+    assert task.aws_conn_id == "{{ covid19_lake_config().lake.aws_conn_id }}"
 
 
 def _context():
@@ -84,14 +87,14 @@ def _context():
 
 def _project_workgroup() -> str:
     """The workgroup the stack creates (named after the project), which is the DAG's default."""
-    name = settings.DEFAULTS["covid19_athena_workgroup"]
+    name = AnalyticsSettings.athena_workgroup
     boto3.client("athena", region_name=REGION).create_work_group(Name=name)
     return name
 
 
 def test_view_statements_are_submitted_to_athena(dag, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("AIRFLOW_VAR_COVID19_GLUE_DATABASE", "covid19_it")
-    monkeypatch.setenv("AIRFLOW_VAR_COVID19_ATHENA_OUTPUT", "s3://athena-results/analytics/")
+    set_variable(monkeypatch, variable(lake={"glue_database": "covid19_it"},
+                                       analytics={"athena_output": "s3://athena-results/analytics/"}))
     with mock_aws():
         workgroup = _project_workgroup()
         for task in dag.topological_sort():
@@ -115,9 +118,7 @@ def test_local_extracts_are_written_next_to_the_site(lake: Path, tmp_path: Path,
     site = tmp_path / "site"
     (site / "data" / "countries").mkdir(parents=True)
     (site / "data" / "countries" / "atlantis.json").write_text("{}")  # stale, must go
-    monkeypatch.setenv("AIRFLOW_VAR_COVID19_ANALYTICS_ENGINE", "duckdb")
-    monkeypatch.setenv("AIRFLOW_VAR_COVID19_LOCAL_LAKE", str(lake))
-    monkeypatch.setenv("AIRFLOW_VAR_COVID19_LOCAL_SITE", str(site))
+    set_variable(monkeypatch, variable(lake.as_uri(), "spark_jobs", analytics={"local_site": str(site)}))
     for _ in range(2):  # idempotent
         meta = tasks.write_dashboard_extracts()
     assert meta["latest_report_date"] == WINDOW[-1].isoformat() and meta["engine"] == "duckdb"
@@ -131,9 +132,9 @@ def test_duckdb_engine_without_the_local_package_fails_clearly(tmp_path: Path,
                                                               monkeypatch: pytest.MonkeyPatch) -> None:
     # On MWAA plugins.zip holds no local/ (and no DuckDB): the duckdb engine must say so, not crash obscurely.
     monkeypatch.setitem(sys.modules, "local.analytics.dashboard", None)
-    monkeypatch.setenv("AIRFLOW_VAR_COVID19_ANALYTICS_ENGINE", "duckdb")
-    monkeypatch.setenv("AIRFLOW_VAR_COVID19_LOCAL_SITE", str(tmp_path / "site"))
-    with pytest.raises(RuntimeError, match=r"covid19_analytics_engine is 'duckdb'.*not part of plugins.zip"):
+    set_variable(monkeypatch, variable(str(tmp_path / "lake"), "spark_jobs",
+                                       analytics={"local_site": str(tmp_path / "site")}))
+    with pytest.raises(RuntimeError, match=r"covid19_lake\.analytics\.engine is 'duckdb'.*not part of plugins.zip"):
         tasks.write_dashboard_extracts()
 
 
@@ -166,10 +167,8 @@ def _queue_results_as_athena_would(con, sql: str) -> None:
 
 def test_athena_extracts_match_duckdb_and_land_in_the_site_bucket(lake: Path,
                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("AIRFLOW_VAR_COVID19_ANALYTICS_ENGINE", "athena")
-    monkeypatch.setenv("AIRFLOW_VAR_COVID19_SITE_BUCKET", "covid19-site")
-    monkeypatch.setenv("AIRFLOW_VAR_COVID19_SITE_PREFIX", "dashboard")
-    monkeypatch.setenv("AIRFLOW_VAR_COVID19_ATHENA_OUTPUT", "s3://athena-results/")
+    set_variable(monkeypatch, variable(analytics={"engine": "athena", "site_bucket": "covid19-site",
+                                                  "site_prefix": "dashboard", "athena_output": "s3://athena-results/"}))
     with mock_aws():
         _project_workgroup()
         s3 = boto3.client("s3", region_name=REGION)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ INFRA = REPO_ROOT / "infra"
 MAIN = INFRA / "covid19-lake.yaml"
 TEMPLATES = sorted(INFRA.glob("*.yaml"))
 REGION = "us-east-1"
+PROJECT = "covid19-lake"
 
 # Actions whose only resource form is "*" (no resource-level permissions), each with the reason.
 STAR_RESOURCE_ACTIONS = {
@@ -173,8 +173,7 @@ def test_mwaa_environment(main: dict[str, Any]) -> None:
     # connection x_api resolves to the secret the template creates for it
     x_api = main["Resources"]["XApiConnectionSecret"]["Properties"]["Name"]["Fn::Sub"].replace("${ProjectName}", "p")
     assert x_api == f"{kwargs['connections_prefix']}/x_api"
-    variable = main["Resources"]["AirflowLakeVariable"]["Properties"]["Name"]["Fn::Sub"].replace("${ProjectName}", "p")
-    assert variable == f"{kwargs['variables_prefix']}/covid19_lake"
+    assert _secret_name(main, "AirflowConfigVariable") == f"{kwargs['variables_prefix']}/covid19_lake"
     for path, version in (("RequirementsS3Path", "RequirementsS3ObjectVersion"),
                           ("PluginsS3Path", "PluginsS3ObjectVersion"),
                           ("StartupScriptS3Path", "StartupScriptS3ObjectVersion")):
@@ -209,7 +208,7 @@ def test_mwaa_reads_only_the_airflow_secrets(main: dict[str, Any]) -> None:
     assert len(secretsmanager) == 1
     readable = {lid for lid in _resources(main, "AWS::SecretsManager::Secret")
                 if any(fnmatch(_secret_name(main, lid), p) for p in patterns)}
-    assert readable == {"XApiConnectionSecret", "AirflowLakeVariable", "AirflowTweetsVariable"}
+    assert readable == {"XApiConnectionSecret", "AirflowConfigVariable"}
     # The webhook URLs are the notifier's alone.
     notifier = _sids(main, "NotifierRole")["Webhooks"]
     assert notifier["Resource"] == {"Ref": "WebhooksSecret"}
@@ -230,9 +229,8 @@ def test_mwaa_emr_actions_are_scoped_to_the_project_tag(main: dict[str, Any]) ->
     assert emr["EmrCreateTagged"]["Condition"] == {"StringEquals": {"aws:RequestTag/project": {"Ref": "ProjectName"}}}
     assert emr["EmrFind"]["Action"] == "elasticmapreduce:ListClusters"  # no resource-level form, no tag key
     # The clusters the DAGs create carry that tag: the stack's Variable and the config's default overrides.
-    body, _ = main["Resources"]["AirflowLakeVariable"]["Properties"]["SecretString"]["Fn::Sub"]
-    rendered = json.loads(re.sub(r"\$\{([^}]+)\}", lambda m: f"x-{m.group(1).replace('::', '-')}", body))
-    assert {"Key": "project", "Value": "x-ProjectName"} in rendered["emr_job_flow_overrides"]["Tags"]
+    overrides = _variable(main, "aws")["emr"]["job_flow_overrides"]
+    assert {"Key": "project", "Value": PROJECT} in overrides["Tags"] and overrides["Name"].startswith(PROJECT)
     assert {"Key": "project", "Value": main["Parameters"]["ProjectName"]["Default"]} in \
         DEFAULT_JOB_FLOW_OVERRIDES["Tags"]
 
@@ -254,7 +252,7 @@ def test_emr_service_role_may_use_the_disk_key_for_ebs_volumes(main: dict[str, A
 
 
 def test_mwaa_writes_the_site_and_queries_in_the_project_workgroup(main: dict[str, Any]) -> None:
-    from covid19_lake.analytics.settings import DEFAULTS
+    from covid19_lake.config import AnalyticsSettings
 
     mwaa = _sids(main, "MwaaExecutionRole")
     assert mwaa["SiteExtracts"]["Resource"] == {"Fn::Sub": "${SiteBucket.Arn}/*"}
@@ -263,7 +261,8 @@ def test_mwaa_writes_the_site_and_queries_in_the_project_workgroup(main: dict[st
     assert mwaa["Athena"]["Resource"]["Fn::Sub"].endswith(":workgroup/${AthenaWorkGroup}")
     assert main["Resources"]["AthenaWorkGroup"]["Properties"]["Name"] == {"Ref": "ProjectName"}
     # The analytics DAG's default workgroup is the one the stack creates (and the role allows).
-    assert DEFAULTS["covid19_athena_workgroup"] == main["Parameters"]["ProjectName"]["Default"]
+    assert AnalyticsSettings.athena_workgroup == main["Parameters"]["ProjectName"]["Default"]
+    assert _variable(main, "aws")["analytics"]["athena_workgroup"] == "x-AthenaWorkGroup"
 
 
 def test_every_lambda_is_packaged_from_lambdas(main: dict[str, Any]) -> None:
@@ -328,30 +327,94 @@ def test_log_prefixes_expire(main: dict[str, Any]) -> None:
     expiring = {r["Prefix"]: r["ExpirationInDays"] for r in rules if "Prefix" in r}
     assert set(expiring) == {"athena-results/", "emr-logs/", "raw/tweets-errors/"}
     assert all(0 < days <= 90 for days in expiring.values())
-    body, _ = main["Resources"]["AirflowLakeVariable"]["Properties"]["SecretString"]["Fn::Sub"]
-    assert '"LogUri": "s3://${LakeBucket}/emr-logs/"' in body
+    assert _variable(main, "aws")["emr"]["job_flow_overrides"]["LogUri"] == "s3://x-LakeBucket/emr-logs/"
 
 
-def test_airflow_variable_is_a_valid_lake_config(main: dict[str, Any]) -> None:
-    """The Variable CloudFormation writes must load with the DAGs' own config class."""
-    from covid19_lake.config import LakeConfig
+def _variable(main: dict[str, Any], target: str) -> dict[str, Any]:
+    """The Variable the template writes for ``target`` (the local stack's parameters for local), with every
+    resource's Ref as ``x-<LogicalId>``: resolved by the local stack's own resolver."""
+    from local.cfn import Resolver, parameter_values
 
-    body, _variables = main["Resources"]["AirflowLakeVariable"]["Properties"]["SecretString"]["Fn::Sub"]
-    rendered = re.sub(r"\$\{([^}]+)\}", lambda m: f"x-{m.group(1).replace('::', '-')}", body)
-    config = LakeConfig.from_mapping(json.loads(rendered))
-    assert config.emr_cluster_mode == "transient"
-    overrides = config.emr_job_flow_overrides
+    given = {"DeploymentTarget": target, "ProjectName": PROJECT}
+    given.update({"ArtifactsBucket": "artifacts"} if target == "aws" else
+                 {"LakeUri": "file:///srv/lake", "SparkJobsUri": "/srv/repo/spark_jobs"})
+    pseudo = {"AWS::Region": REGION, "AWS::AccountId": "123456789012", "AWS::Partition": "aws",
+              "AWS::StackName": PROJECT, "AWS::URLSuffix": "amazonaws.com"}
+    resolver = Resolver(main, parameter_values(main, given), pseudo, lambda lid: f"x-{lid}",
+                        lambda lid, attribute: f"x-{lid}.{attribute}")
+    secret = main["Resources"]["AirflowConfigVariable"]["Properties"]["SecretString"]
+    return json.loads(resolver.resolve(secret, "AirflowConfigVariable.SecretString"))
+
+
+def test_the_stack_writes_the_one_variable_from_its_own_resources_on_aws(main: dict[str, Any]) -> None:
+    """The Variable CloudFormation writes loads with the DAGs' own loader, and names the stack's resources."""
+    from covid19_lake.config import Config
+
+    config = Config.from_mapping(_variable(main, "aws"))
+    assert (config.lake.uri, config.lake.spark_jobs_uri) == ("s3://x-LakeBucket", "s3://artifacts/spark_jobs")
+    assert (config.lake.job_table, config.lake.glue_database) == ("x-JobTable", "covid19")
+    assert (config.emr.cluster_mode, config.emr.spark_deploy_mode) == ("transient", "cluster")
+    overrides = config.emr.job_flow_overrides
     assert overrides["JobFlowRole"] == "x-EmrInstanceProfile" and overrides["ServiceRole"] == "x-EmrServiceRole"
     assert overrides["SecurityConfiguration"] == "x-EmrSecurityConfiguration"
+    assert overrides["Instances"]["Ec2SubnetId"] == "x-PrivateSubnet1"
+    assert (config.tweets.sink, config.tweets.delivery_stream, config.tweets.x_conn_id) == (
+        "firehose", "x-TweetsDeliveryStream", "x_api")
+    assert (config.analytics.engine, config.analytics.site_bucket, config.analytics.athena_workgroup) == (
+        "athena", "x-SiteBucket", "x-AthenaWorkGroup")
+    # MWAA may use the site bucket and the workgroup the Variable names (and only those).
+    mwaa = _sids(main, "MwaaExecutionRole")
+    assert mwaa["SiteExtracts"]["Resource"] == {"Fn::Sub": "${SiteBucket.Arn}/*"}
+    assert mwaa["Athena"]["Resource"]["Fn::Sub"].endswith(":workgroup/${AthenaWorkGroup}")
 
 
-def test_airflow_tweets_variable_is_a_valid_tweets_config(main: dict[str, Any]) -> None:
-    from covid19_lake.tweets.config import TweetsConfig
+def test_the_local_target_writes_the_same_variable_for_the_local_stack(main: dict[str, Any]) -> None:
+    from covid19_lake.config import Config
 
-    body, _variables = main["Resources"]["AirflowTweetsVariable"]["Properties"]["SecretString"]["Fn::Sub"]
-    rendered = re.sub(r"\$\{([^}]+)\}", lambda m: f"x-{m.group(1)}", body)
-    config = TweetsConfig.from_mapping(json.loads(rendered))
-    assert (config.sink, config.delivery_stream, config.x_conn_id) == ("firehose", "x-TweetsDeliveryStream", "x_api")
+    resource = main["Resources"]["AirflowConfigVariable"]
+    assert "Condition" not in resource  # both targets: the local stack reads this secret
+    config = Config.from_mapping(_variable(main, "local"))
+    assert (config.lake.uri, config.lake.spark_jobs_uri) == ("file:///srv/lake", "/srv/repo/spark_jobs")
+    assert (config.emr.cluster_mode, config.emr.cluster_name, config.emr.spark_deploy_mode) == (
+        "existing", PROJECT, "client")
+    assert (config.analytics.engine, config.tweets.delivery_stream) == ("duckdb", "x-TweetsDeliveryStream")
+    outputs = main["Outputs"]
+    assert "Condition" not in outputs["AirflowConfigVariableSecretName"]
+    assert outputs["AirflowConfigVariableSecretName"]["Value"] == resource["Properties"]["Name"]
+
+
+def _variable_reads() -> list[tuple[str, str]]:
+    """Every ``Variable.get(...)`` in plugins/ and dags/: (file, the source of its first argument)."""
+    import ast
+
+    found = []
+    for path in sorted([*(REPO_ROOT / "plugins").rglob("*.py"), *(REPO_ROOT / "dags").glob("*.py")]):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "get"
+                    and isinstance(node.func.value, ast.Name) and node.func.value.id == "Variable"):
+                found.append((path.relative_to(REPO_ROOT).as_posix(), ast.unparse(node.args[0])))
+    return found
+
+
+def test_every_variable_and_connection_a_dag_reads_is_created_by_the_stack(main: dict[str, Any]) -> None:
+    """The DAGs read one configuration Variable (and the tweets checkpoint, state their task writes itself);
+    the template creates that Variable, and the connections the configuration names, where MWAA's
+    Secrets Manager backend looks for them."""
+    from covid19_lake import config
+    from covid19_lake.config import TweetsSettings
+
+    assert _variable_reads() == [("plugins/covid19_lake/config.py", "VARIABLE_KEY"),
+                                 ("plugins/covid19_lake/tweets/checkpoint.py", "self.key")]
+    checkpoint = (REPO_ROOT / "plugins/covid19_lake/tweets/checkpoint.py").read_text(encoding="utf-8")
+    assert "Variable.set(self.key" in checkpoint  # written by tweets_ingest before it is ever read
+    options = main["Resources"]["MwaaEnvironment"]["Properties"]["AirflowConfigurationOptions"]
+    prefixes = json.loads(options["secrets.backend_kwargs"]["Fn::Sub"].replace("${ProjectName}", "p"))
+    secrets = {_secret_name(main, lid) for lid in _resources(main, "AWS::SecretsManager::Secret")}
+    assert f"{prefixes['variables_prefix']}/{config.VARIABLE_KEY}" in secrets
+    # Connections: x_api from Secrets Manager; aws_default is MWAA's own (the execution role).
+    assert f"{prefixes['connections_prefix']}/{TweetsSettings.x_conn_id}" in secrets
+    variable = _variable(main, "aws")
+    assert "x_conn_id" not in variable["tweets"] and "aws_conn_id" not in variable["lake"]
 
 
 GLUE_SCHEMAS = {

@@ -155,7 +155,8 @@ def test_backfill_lands_in_parallel_runs_one_step_and_is_idempotent(airflow):
 def test_transient_cluster_mode_creates_runs_on_and_terminates_its_own_cluster(airflow, monkeypatch):
     stack = airflow
     variable = json.loads(os.environ["AIRFLOW_VAR_COVID19_LAKE"])
-    monkeypatch.setenv("AIRFLOW_VAR_COVID19_LAKE", json.dumps({**variable, "emr_cluster_mode": "transient"}))
+    monkeypatch.setenv("AIRFLOW_VAR_COVID19_LAKE", json.dumps({**variable, "emr": {**variable["emr"],
+                                                                                "cluster_mode": "transient"}}))
     emr = stack.client("emr")
     before = {c["Id"] for c in emr.list_clusters()["Clusters"]}
     run = airflow_local.run_dag("jhu_daily_reports", logical_date=datetime(2020, 3, 5, tzinfo=UTC))

@@ -11,8 +11,9 @@ from typing import ClassVar
 import pytest
 
 from covid19_lake import jhu, jhu_source
-from covid19_lake.config import JHU_GITHUB_URL, LakeConfig
+from covid19_lake.config import JHU_GITHUB_URL, Config
 from covid19_lake.lake import Lake
+from tests.variable import config as make_config
 
 
 class FakeGitHub(http.server.BaseHTTPRequestHandler):
@@ -47,8 +48,8 @@ def github():
     server.shutdown()
 
 
-def config(lake: Path, source: str) -> LakeConfig:
-    return LakeConfig(lake_uri=str(lake), spark_jobs_uri="spark_jobs", jhu_source_url=source)
+def config(lake: Path, source: str) -> Config:
+    return make_config(str(lake), "spark_jobs", jhu={"source_url": source})
 
 
 def test_paths_follow_the_lake_contract():
@@ -92,19 +93,10 @@ def test_waits_inside_the_window_and_fails_clearly_after_it(tmp_path, github):
 
 
 def test_spark_arguments_name_only_the_claimed_dates_when_there_are_gaps():
-    cfg = LakeConfig(lake_uri="s3://lake", spark_jobs_uri="s3://artifacts/spark_jobs")
+    cfg = make_config("s3://lake", "s3://artifacts/spark_jobs")
     contiguous = jhu.spark_arguments(cfg, ["2020-03-02", "2020-03-01"], "s3://lake/s.json")
     assert contiguous == ["--lake", "s3://lake", "--start-date", "2020-03-01", "--end-date", "2020-03-02",
                           "--country-mapping", "s3://artifacts/spark_jobs/reference/jhu_country_mapping.csv",
                           "--summary-uri", "s3://lake/s.json"]
     gappy = jhu.spark_arguments(cfg, ["2020-03-01", "2020-03-05"], "s3://lake/s.json")
     assert gappy[6:8] == ["--only-dates", "2020-03-01,2020-03-05"]
-
-
-def test_config_rejects_unknown_keys_and_bad_modes():
-    with pytest.raises(ValueError, match=r"Unknown keys .*\['lake'\]"):
-        LakeConfig.from_mapping({"lake": "s3://x", "lake_uri": "s3://x", "spark_jobs_uri": "s3://y"})
-    with pytest.raises(ValueError, match="must set \\['spark_jobs_uri'\\]"):
-        LakeConfig.from_mapping({"lake_uri": "s3://x"})
-    with pytest.raises(ValueError, match="'existing' or 'transient'"):
-        LakeConfig.from_mapping({"lake_uri": "s3://x", "spark_jobs_uri": "s3://y", "emr_cluster_mode": "maybe"})

@@ -45,5 +45,29 @@ def test_catchup_is_a_flag(raw, expected):
 
 
 def test_catchup_rejects_anything_else():
-    with pytest.raises(ValueError, match="COVID19_LAKE_JHU_CATCHUP must be true or false"):
+    with pytest.raises(ValueError, match=r"^COVID19_LAKE_JHU_CATCHUP: expected true or false, got 'maybe'"):
         ParseTimeSettings.from_env({"COVID19_LAKE_JHU_CATCHUP": "maybe"})
+
+
+@pytest.mark.parametrize(("env", "message"), [
+    ({"COVID19_LAKE_SENSOR_POKE_SECONDS": "fast"}, "COVID19_LAKE_SENSOR_POKE_SECONDS: expected a number, got 'fast'"),
+    ({"COVID19_LAKE_JHU_END_DATE": "2023-13-01"}, "COVID19_LAKE_JHU_END_DATE: expected a date (YYYY-MM-DD)"),
+    ({"COVID19_LAKE_STEP_TIMEOUT_MINUTES": "0"}, "COVID19_LAKE_STEP_TIMEOUT_MINUTES: expected a positive number"),
+    ({"COVID19_LAKE_SENSOR_MODE": "sometimes"}, "COVID19_LAKE_SENSOR_MODE: expected one of"),
+    ({"COVID19_LAKE_TWEETS_SCHEDULE": "*/5 * * * *"},
+     "COVID19_LAKE_TWEETS_SCHEDULE is no longer read: it is called COVID19_LAKE_TWEETS_INGEST_SCHEDULE now"),
+])
+def test_errors_name_the_environment_variable(env, message):
+    with pytest.raises(ValueError) as error:
+        ParseTimeSettings.from_env(env)
+    assert str(error.value).startswith(message)
+
+
+def test_schedules_and_empty_values():
+    assert ParseTimeSettings.from_env({}).tweets_ingest_schedule == "*/15 * * * *"
+    assert ParseTimeSettings.from_env({"COVID19_LAKE_TWEETS_INGEST_SCHEDULE": "none"}).tweets_ingest_schedule is None
+    settings = ParseTimeSettings.from_env({"COVID19_LAKE_TWEETS_INGEST_SCHEDULE": "*/5 * * * *",
+                                           "COVID19_LAKE_RECONCILE_SCHEDULE": "0 * * * *"})
+    assert (settings.tweets_ingest_schedule, settings.reconcile_schedule) == ("*/5 * * * *", "0 * * * *")
+    # An empty value is the default, as if unset.
+    assert ParseTimeSettings.from_env({"COVID19_LAKE_SENSOR_POKE_SECONDS": ""}).sensor_poke_seconds == 60

@@ -14,8 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from covid19_lake import jhu, job_table, run_records, spark_pipeline
-from covid19_lake.config import LakeConfig
+from covid19_lake import config, jhu, job_table, run_records, spark_pipeline
 from covid19_lake.job_table import JobTable, RunInfo
 from local import airflow_local
 from local.webhook_sink import count_messages, read_sink_log
@@ -117,10 +116,10 @@ def test_partly_failed_40_date_backfill_posts_three_messages_per_destination_nam
             assert date.fromisoformat(day).strftime("%m-%d-%Y") + ".csv" in text, (post["path"], day)
 
     # Retries and repeats write nothing: the run item is final, so the stream carries nothing new.
-    cfg = LakeConfig.load()
+    cfg = config.load()
     owner = RunInfo("jhu_backfill", run.run_id, 1)
     before = run_item(stack, days, "jhu_backfill", run.run_id)["version"]
-    records = run_records.RunRecords(cfg.job_table, cfg.aws_conn_id)
+    records = run_records.RunRecords(cfg.lake.job_table, cfg.lake.aws_conn_id)
     assert not records.submitted(JOB, owner, days, cluster_id=item["cluster_id"])
     assert not records.running(JOB, owner, days, job_table.utc_now())
     with pytest.raises(Exception, match="3 of 40 dates failed"):  # record_results' retry (try 3)
@@ -187,8 +186,8 @@ def test_a_crashed_claim_fails_its_claimed_dates_and_run_item_once(airflow):
     """The claim's last try crashed after claiming two of three dates (named for the run item, no run
     item written yet): the failure callback settles the claims and writes the run item FAILED, once."""
     stack = airflow
-    cfg = LakeConfig.load()
-    table = JobTable(cfg.job_table)
+    cfg = config.load()
+    table = JobTable(cfg.lake.job_table)
     run = RunInfo("jhu_backfill", "manual__crashed_claim", 3)
     days = days_from("2020-10-10", 3)
     name = run_records.run_item_name(JOB, run)
@@ -218,8 +217,8 @@ def test_reconcile_finishes_a_run_item_whose_dates_were_settled_without_it(airfl
     """record_results never ran (its worker was killed); the dates were settled by someone else: the
     job_records_reconcile DAG finishes the run item from the dates' records, and posts it once."""
     stack = airflow
-    cfg = LakeConfig.load()
-    table = JobTable(cfg.job_table)
+    cfg = config.load()
+    table = JobTable(cfg.lake.job_table)
     run = RunInfo("jhu_backfill", "manual__killed_results", 1)
     days = days_from("2020-10-20", 2)
     name = run_records.run_item_name(JOB, run)
@@ -228,7 +227,7 @@ def test_reconcile_finishes_a_run_item_whose_dates_were_settled_without_it(airfl
     for day in days:
         assert table.claim(day, JOB, run, cluster_id=cluster, force=False, claim_timeout=timedelta(minutes=30),
                            step_state=lambda c, s: None, run_item=name).action == "claim"
-    records = run_records.RunRecords(cfg.job_table, cfg.aws_conn_id)
+    records = run_records.RunRecords(cfg.lake.job_table, cfg.lake.aws_conn_id)
     assert records.submitted(JOB, run, days, cluster_id=cluster)
     ended = job_table.utc_now()
     assert table.finish(days[0], JOB, run, status="COMPLETED", ended_at=ended, rows_written=10, rows_quarantined=1)

@@ -12,8 +12,7 @@ import boto3
 import pytest
 from airflow.sdk.exceptions import AirflowFailException
 
-from covid19_lake import jhu, job_table, spark_pipeline
-from covid19_lake.config import LakeConfig
+from covid19_lake import config, jhu, job_table, spark_pipeline
 from covid19_lake.job_table import JobTable, RunInfo
 from local import airflow_local
 from tests.stack_queries import glue_partitions, job_record, processed_rows, steps
@@ -156,9 +155,9 @@ def test_submit_step_cancels_its_step_when_a_date_was_taken_over(airflow):
     cancelled at once, X's other date recorded FAILED, Y's claim untouched."""
     stack = airflow
     mine, taken = "2020-07-06", "2020-07-07"
-    cfg = LakeConfig.load()
+    cfg = config.load()
     cluster = stack.outputs["EmrClusterId"]
-    table = JobTable(cfg.job_table)
+    table = JobTable(cfg.lake.job_table)
     run_x, run_y = RunInfo("jhu_backfill", "manual__x", 1), RunInfo("jhu_backfill", "manual__y", 1)
     old = job_table.utc_now() - TIMEOUT - timedelta(minutes=1)
     for day in (mine, taken):
@@ -183,9 +182,9 @@ def test_results_of_a_running_step_wait_for_its_end_unless_it_passed_the_time_li
     the step time limit the step is cancelled and its dates recorded FAILED."""
     stack = airflow
     day = "2020-07-08"
-    cfg = LakeConfig.load()
+    cfg = config.load()
     cluster = stack.outputs["EmrClusterId"]
-    table = JobTable(cfg.job_table)
+    table = JobTable(cfg.lake.job_table)
     run = RunInfo("jhu_daily_reports", "manual__slow", 1)
     holding, release = hold_step(stack, tmp_path, "slow")
     try:

@@ -7,9 +7,8 @@ import json
 import socket
 from pathlib import Path
 
-import pytest
-
 from covid19_lake.tweets import checkpoint, ingest, search
+from tests.variable import set_variable, variable
 
 DAG_FILE = Path(__file__).resolve().parent.parent / "dags" / "tweets_ingest.py"
 
@@ -35,8 +34,8 @@ def load_dag_module(monkeypatch):
 
 
 def test_dag_parses_without_network_or_variables(monkeypatch):
-    monkeypatch.delenv("AIRFLOW_VAR_COVID19_LAKE_TWEETS", raising=False)
-    monkeypatch.setenv("COVID19_LAKE_TWEETS_SCHEDULE", "*/5 * * * *")
+    monkeypatch.delenv("AIRFLOW_VAR_COVID19_LAKE", raising=False)
+    monkeypatch.setenv("COVID19_LAKE_TWEETS_INGEST_SCHEDULE", "*/5 * * * *")
     dag = load_dag_module(monkeypatch).dag
     assert dag.dag_id == "tweets_ingest"
     assert dag.max_active_runs == 1 and not dag.catchup
@@ -48,8 +47,8 @@ def test_dag_parses_without_network_or_variables(monkeypatch):
 
 def test_task_reads_config_and_token_at_run_time_and_writes_the_local_lake(monkeypatch, tmp_path):
     lake = tmp_path / "lake"
-    monkeypatch.setenv("AIRFLOW_VAR_COVID19_LAKE_TWEETS", json.dumps(
-        {"lake_uri": f"file://{lake}", "sink": "local", "query": "covid -is:retweet", "max_pages": 5}))
+    set_variable(monkeypatch, variable(f"file://{lake}", "spark_jobs",
+                                       tweets={"sink": "local", "search_query": "covid -is:retweet", "max_pages": 5}))
     monkeypatch.setenv("AIRFLOW_CONN_X_API", json.dumps({"conn_type": "generic", "password": "tok-from-conn"}))
     adapter = _replay_adapter()("search_page1.json", "search_page2.json")
     real_build = search.build_client
@@ -71,12 +70,3 @@ def test_task_reads_config_and_token_at_run_time_and_writes_the_local_lake(monke
     files = list((lake / "raw" / "tweets").glob("*/*/*/*/*"))
     assert files and sum(f.read_bytes().count(b"\n") for f in files) == 5
     assert json.loads((tmp_path / "tweets_ingest_checkpoint.json").read_text())["since_id"] == "1366800000000000305"
-
-
-def test_config_errors_name_the_variable_and_the_key():
-    from covid19_lake.tweets.config import TweetsConfig
-
-    with pytest.raises(ValueError, match=r"covid19_lake_tweets has unknown keys \['querry'\]"):
-        TweetsConfig.from_mapping({"lake_uri": "s3://x", "delivery_stream": "s", "querry": "covid"})
-    with pytest.raises(ValueError, match="delivery_stream is required"):
-        TweetsConfig.from_mapping({"lake_uri": "s3://x"})

@@ -59,10 +59,11 @@ def tweets_env(airflow_on_local_stack, monkeypatch, request):
                       tweets_per_day=18_000)
     api = XApiStandIn(corpus, bearer_token=TOKEN, now=t0).start()
     name = f"tweets_checkpoint_{request.node.name}"[:250]
-    variable = {"lake_uri": stack.outputs["LakeUri"], "sink": "firehose",
-                "delivery_stream": stack.outputs["TweetsDeliveryStreamName"], "x_api_base_url": api.base_url,
-                "max_pages": 50, "max_rate_limit_wait_seconds": 30, "checkpoint_variable": name}
-    monkeypatch.setenv("AIRFLOW_VAR_COVID19_LAKE_TWEETS", json.dumps(variable))
+    variable = airflow_local.lake_variable(stack, tweets={"x_api_base_url": api.base_url, "max_pages": 50,
+                                                          "max_rate_limit_wait_seconds": 30,
+                                                          "checkpoint_variable": name})
+    assert variable["tweets"]["delivery_stream"] == stack.outputs["TweetsDeliveryStreamName"]
+    monkeypatch.setenv("AIRFLOW_VAR_COVID19_LAKE", json.dumps(variable))
     monkeypatch.setenv("AIRFLOW_CONN_X_API", json.dumps({"conn_type": "generic", "password": TOKEN}))
     # The first window starts at a known time (the checkpoint's start_time), not "an hour before the task ran".
     Variable.set(name, SearchState(start_time=(t0 - timedelta(minutes=60)).strftime("%Y-%m-%dT%H:%M:%SZ")).to_json())

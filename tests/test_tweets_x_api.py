@@ -19,13 +19,14 @@ import requests
 import tweepy
 
 from covid19_lake.tweets.checkpoint import FileCheckpointStore, SearchState
-from covid19_lake.tweets.config import DEFAULT_QUERY, TweetsConfig, check_base_url
+from covid19_lake.tweets.config import DEFAULT_QUERY, check_base_url
 from covid19_lake.tweets.ingest import run_ingest
 from covid19_lake.tweets.records import EXPANSIONS, PLACE_FIELDS, TWEET_FIELDS, USER_FIELDS
 from covid19_lake.tweets.search import ApiBaseSession, RecentSearch, build_client
 from covid19_lake.tweets.stream import LakeStreamingClient, StreamCredentialsError, run_forever, sync_rules
 from local.tweets_synth import SOURCE_LABEL, SYNTHETIC_LINK, generate, iso_ms, window
 from local.x_api import SEARCH, RateLimit, XApiStandIn, normalise
+from tests.variable import config, set_variable, variable
 
 FIXTURES = Path(__file__).parent / "fixtures" / "x_api"
 TOKEN = "AAAA-stand-in-token-never-logged"
@@ -127,9 +128,9 @@ def test_the_base_url_is_configuration_and_plain_http_only_for_loopback():
     assert check_base_url("http://127.0.0.1:8080") == "http://127.0.0.1:8080"
     with pytest.raises(ValueError, match="must use https; plain http is accepted only for a loopback host"):
         check_base_url("http://api.example.com")
-    with pytest.raises(ValueError, match=r"covid19_lake_tweets.x_api_base_url must be an http\(s\) URL"):
-        TweetsConfig.from_mapping({"lake_uri": "s3://x", "delivery_stream": "s", "x_api_base_url": "api.x.com"})
-    assert TweetsConfig(lake_uri="s3://x", delivery_stream="s").x_api_base_url == "https://api.twitter.com"
+    with pytest.raises(ValueError, match=r"covid19_lake\.tweets\.x_api_base_url must be an http\(s\) URL"):
+        config(tweets={"x_api_base_url": "api.x.com"})
+    assert config().tweets.x_api_base_url == "https://api.twitter.com"
     # The real API keeps tweepy's own session; only another base URL swaps in the redirecting one.
     assert type(build_client(TOKEN).session) is requests.Session
     assert isinstance(build_client(TOKEN, "http://127.0.0.1:1").session, ApiBaseSession)
@@ -458,8 +459,8 @@ def test_a_wrong_token_fails_the_task_naming_the_connection_never_the_token(monk
 
     caplog.set_level(logging.DEBUG)
     with XApiStandIn(CORPUS, bearer_token=TOKEN, now=datetime.now(UTC)) as api:
-        monkeypatch.setenv("AIRFLOW_VAR_COVID19_LAKE_TWEETS", json.dumps(
-            {"lake_uri": str(tmp_path / "lake"), "sink": "local", "x_api_base_url": api.base_url}))
+        set_variable(monkeypatch, variable(str(tmp_path / "lake"), "spark_jobs",
+                                           tweets={"sink": "local", "x_api_base_url": api.base_url}))
         monkeypatch.setenv("AIRFLOW_CONN_X_API", json.dumps({"conn_type": "generic", "password": "wrong-token-123"}))
         # Variable.set needs a running task's supervisor; the DAG-level run is in the local-stack tests.
         monkeypatch.setattr(checkpoint, "VariableCheckpointStore",

@@ -7,20 +7,20 @@ from datetime import date, datetime, timedelta
 
 from covid19_lake import jhu_source
 from covid19_lake import lake as lake_paths
-from covid19_lake.config import LakeConfig
+from covid19_lake.config import Config
 from covid19_lake.lake import Lake
 from covid19_lake.spark_pipeline import SparkJob
 
 JOB_NAME = "jhu_daily_reports"
 
 
-def spark_arguments(cfg: LakeConfig, dates: list[str], summary: str) -> list[str]:
+def spark_arguments(cfg: Config, dates: list[str], summary: str) -> list[str]:
     first, last = min(dates), max(dates)
-    args = ["--lake", cfg.lake_uri, "--start-date", first, "--end-date", last]
+    args = ["--lake", cfg.lake.uri, "--start-date", first, "--end-date", last]
     full_range = [d.isoformat() for d in jhu_source.date_range(date.fromisoformat(first), date.fromisoformat(last))]
     if sorted(dates) != full_range:
         args += ["--only-dates", ",".join(sorted(dates))]
-    mapping = lake_paths.join(cfg.spark_jobs_uri, "reference", "jhu_country_mapping.csv")
+    mapping = lake_paths.join(cfg.lake.spark_jobs_uri, "reference", "jhu_country_mapping.csv")
     return [*args, "--country-mapping", mapping, "--summary-uri", summary]
 
 
@@ -32,31 +32,31 @@ class NotPublishedInTime(RuntimeError):
     """The publication window is over and the day's file is still missing at the source."""
 
 
-def land_or_wait(cfg: LakeConfig, day: date, now: datetime, refresh: bool = False) -> str | None:
+def land_or_wait(cfg: Config, day: date, now: datetime, refresh: bool = False) -> str | None:
     """Land the day's file; None means 'not published yet, poke again'. Fails after the window.
 
     JHU publishes a day's report in the early hours of the next day (UTC), so the window counts from
     the end of the report date.
     """
-    result = jhu_source.land(Lake(cfg.aws_conn_id), cfg.lake_uri, cfg.jhu_source_url, day, refresh=refresh)
+    result = jhu_source.land(Lake(cfg.lake.aws_conn_id), cfg.lake.uri, cfg.jhu.source_url, day, refresh=refresh)
     if result.status != "not_published":
         return result.uri
     deadline = datetime.combine(day + timedelta(days=1), datetime.min.time(), tzinfo=now.tzinfo) + timedelta(
-        hours=cfg.jhu_publish_window_hours
+        hours=cfg.jhu.publish_window_hours
     )
     if now >= deadline:
         raise NotPublishedInTime(
             f"JHU report {jhu_source.file_name(day)} was not published at "
-            f"{jhu_source.source_url(cfg.jhu_source_url, day)} by {deadline.isoformat()} "
-            f"({cfg.jhu_publish_window_hours}h after the report date)"
+            f"{jhu_source.source_url(cfg.jhu.source_url, day)} by {deadline.isoformat()} "
+            f"({cfg.jhu.publish_window_hours}h after the report date)"
         )
     return None
 
 
-def land_many(cfg: LakeConfig, days: list[date], refresh: bool = False) -> list[jhu_source.LandResult]:
+def land_many(cfg: Config, days: list[date], refresh: bool = False) -> list[jhu_source.LandResult]:
     """Land several days concurrently: each is one small GET and one PUT, so threads hide the latency."""
-    lake = Lake(cfg.aws_conn_id)
-    with ThreadPoolExecutor(max_workers=max(1, cfg.land_parallelism)) as pool:
+    lake = Lake(cfg.lake.aws_conn_id)
+    with ThreadPoolExecutor(max_workers=max(1, cfg.jhu.land_parallelism)) as pool:
         return list(pool.map(
-            lambda day: jhu_source.land(lake, cfg.lake_uri, cfg.jhu_source_url, day, refresh=refresh), days
+            lambda day: jhu_source.land(lake, cfg.lake.uri, cfg.jhu.source_url, day, refresh=refresh), days
         ))

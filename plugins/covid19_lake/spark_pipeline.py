@@ -40,9 +40,9 @@ from airflow.providers.amazon.aws.hooks.emr import EmrHook
 from airflow.sdk import Asset, TaskGroup, TriggerRule, task
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
-from covid19_lake import emr, glue, job_table, run_records
+from covid19_lake import config, emr, glue, job_table, run_records
 from covid19_lake import lake as lake_paths
-from covid19_lake.config import LakeConfig, ParseTimeSettings
+from covid19_lake.config import Config, ParseTimeSettings
 from covid19_lake.lake import Lake
 
 
@@ -51,15 +51,15 @@ def run_info(context: dict[str, Any]) -> job_table.RunInfo:
     return job_table.RunInfo(dag_id=ti.dag_id, run_id=ti.run_id, try_number=int(ti.try_number or 1))
 
 
-def summary_uri(cfg: LakeConfig, job: SparkJob, run: job_table.RunInfo, dates: Sequence[str]) -> str:
-    return lake_paths.join(cfg.lake_uri, "job_summaries", job.name, emr.safe_key(run.dag_id),
+def summary_uri(cfg: Config, job: SparkJob, run: job_table.RunInfo, dates: Sequence[str]) -> str:
+    return lake_paths.join(cfg.lake.uri, "job_summaries", job.name, emr.safe_key(run.dag_id),
                            emr.safe_key(run.run_id), f"{min(dates)}_{max(dates)}.json")
 
 
-def read_summary(cfg: LakeConfig, uri: str | None) -> dict[str, Any] | None:
+def read_summary(cfg: Config, uri: str | None) -> dict[str, Any] | None:
     if not uri:
         return None
-    lake = Lake(cfg.aws_conn_id)
+    lake = Lake(cfg.lake.aws_conn_id)
     if not lake.exists(uri):
         return None
     return json.loads(lake.read_bytes(uri))
@@ -102,7 +102,7 @@ class SparkJob:
     script: str  # file under spark_jobs_uri
     # (config, claimed keys, summary URI) -> the job's own arguments after the script; they must pass the
     # summary URI as --summary-uri (records are settled from the summary the step names).
-    arguments: Callable[[LakeConfig, list[str], str], list[str]]
+    arguments: Callable[[Config, list[str], str], list[str]]
     glue_tables: tuple[str, ...] = ()
     # (claimed keys, summary) -> values of the tables' single partition key to add
     partition_values: Callable[[Sequence[str], dict[str, Any] | None], list[str]] = completed_dates
@@ -111,9 +111,9 @@ class SparkJob:
 
 
 # -- EMR steps as the tasks see them -------------------------------------------------------------------
-def emr_hook(cfg: LakeConfig) -> EmrHook:
+def emr_hook(cfg: Config) -> EmrHook:
     # No emr_conn_id: the transient cluster's RunJobFlow arguments are all in the Variable.
-    return EmrHook(aws_conn_id=cfg.aws_conn_id, emr_conn_id=None)
+    return EmrHook(aws_conn_id=cfg.lake.aws_conn_id, emr_conn_id=None)
 
 
 class StepLookup:
@@ -151,7 +151,7 @@ def step_time(step: dict[str, Any] | None, name: str) -> datetime | None:
 
 
 def settle_stale(
-    cfg: LakeConfig,
+    cfg: Config,
     jobs: Mapping[str, SparkJob],
     items: Iterable[dict[str, Any]],
     steps: StepLookup,
@@ -168,7 +168,7 @@ def settle_stale(
     is finished as the run that claimed it (conditionally: a concurrent writer's result wins, once).
     """
     moment = now or job_table.utc_now()
-    claim_timeout = timedelta(minutes=cfg.claim_timeout_minutes)
+    claim_timeout = timedelta(minutes=cfg.lake.claim_timeout_minutes)
     stale = [item for item in items if item.get("job_name") in jobs and job_table.is_stale(
         item, run, now=moment, claim_timeout=claim_timeout, step_state=steps.state)]
     groups: dict[tuple[str, str | None, str | None], list[dict[str, Any]]] = {}
@@ -179,7 +179,7 @@ def settle_stale(
         job, keys = jobs[job_name], sorted(r["job_date"] for r in records)
         step = steps.step(cluster_id, step_id) if cluster_id and step_id else None
         if not step_id:
-            reason = (f"the claim expired after {cfg.claim_timeout_minutes} minutes without an EMR step "
+            reason = (f"the claim expired after {cfg.lake.claim_timeout_minutes} minutes without an EMR step "
                       "(the run stopped before adding it)")
             results = {key: {"status": job_table.FAILED, "error": reason} for key in keys}
         elif step is None:
@@ -191,7 +191,7 @@ def settle_stale(
             values = job.partition_values([k for k in keys if results[k]["status"] == job_table.COMPLETED],
                                           summary)
             for table in job.glue_tables if values else ():
-                glue.add_partitions(cfg.glue_database, table, values, cfg.aws_conn_id)
+                glue.add_partitions(cfg.lake.glue_database, table, values, cfg.lake.aws_conn_id)
         ended = step_time(step, "EndDateTime") or moment
         started = step_time(step, "StartDateTime")
         for record in records:
@@ -202,7 +202,7 @@ def settle_stale(
                   f"{record.get('dag_id')}/{record.get('run_id')} (step {step_id or '-'} "
                   f"{state_of(step) or 'none'}){': ' + fields_['error'] if fields_.get('error') else ''}")
     keyed = {f"{r['job_name']}/{r['job_date']}": (r, f) for r, f in finishes}
-    job_table.for_each_date(cfg.job_table, cfg.aws_conn_id, list(keyed),
+    job_table.for_each_date(cfg.lake.job_table, cfg.lake.aws_conn_id, list(keyed),
                             lambda table, key: _finish_as_owner(table, *keyed[key]))
     return {(r["job_date"], r["job_name"]): f["status"] for r, f in keyed.values()}
 
@@ -271,10 +271,10 @@ def emr_spark_job(
         @task(multiple_outputs=True, on_failure_callback=on_failure)
         def acquire_cluster(**context) -> dict[str, Any]:
             """The EMR cluster to run on: {"id", "created"} (created: a transient cluster of this run)."""
-            cfg = LakeConfig.load()
+            cfg = config.load()
             hook = emr_hook(cfg)
-            if cfg.emr_cluster_mode == "transient":
-                overrides = cfg.emr_job_flow_overrides
+            if cfg.emr.cluster_mode == "transient":
+                overrides = cfg.emr.job_flow_overrides
                 ti = context["ti"]
                 tag = emr.run_tag(ti.dag_id, ti.run_id)
                 cluster_id = emr.find_run_cluster(hook, overrides.get("Name", ""), tag)
@@ -284,34 +284,34 @@ def emr_spark_job(
                     cluster_id = emr.create_run_cluster(hook, overrides, tag)
                     print(f"created transient cluster {cluster_id} ({overrides.get('Name')})")
                 return {"id": cluster_id, "created": True}
-            cluster_id = hook.get_cluster_id_by_name(cfg.emr_cluster_name, emr.CLUSTER_LOOKUP_STATES)
+            cluster_id = hook.get_cluster_id_by_name(cfg.emr.cluster_name, emr.CLUSTER_LOOKUP_STATES)
             if not cluster_id:
                 raise AirflowFailException(
-                    f"No EMR cluster named {cfg.emr_cluster_name!r} in {emr.CLUSTER_LOOKUP_STATES}; start one "
+                    f"No EMR cluster named {cfg.emr.cluster_name!r} in {emr.CLUSTER_LOOKUP_STATES}; start one "
                     "or set emr_cluster_mode to 'transient' in the covid19_lake Variable"
                 )
-            print(f"found cluster {cluster_id} named {cfg.emr_cluster_name!r}")
+            print(f"found cluster {cluster_id} named {cfg.emr.cluster_name!r}")
             return {"id": cluster_id, "created": False}
 
         @task(multiple_outputs=True, on_failure_callback=on_failure)
         def claim(dates: list[str] | None, cluster_id: str, **context) -> dict[str, Any]:
             """Claim each date for this run; {"dates": claimed or resumed, "decisions": date -> why}."""
-            cfg = LakeConfig.load()
+            cfg = config.load()
             force = bool(context["params"].get("force", False))
             run = run_info(context)
             days = sorted(set(dates or []))
             steps = StepLookup(emr_hook(cfg))
-            items = job_table.for_each_date(cfg.job_table, cfg.aws_conn_id, days,
+            items = job_table.for_each_date(cfg.lake.job_table, cfg.lake.aws_conn_id, days,
                                             lambda table, day: table.get(day, job.name))
             settled = settle_stale(cfg, {job.name: job}, [i for i in items.values() if i], steps, run=run)
-            claim_timeout = timedelta(minutes=cfg.claim_timeout_minutes)
+            claim_timeout = timedelta(minutes=cfg.lake.claim_timeout_minutes)
             if settled:
-                items = job_table.for_each_date(cfg.job_table, cfg.aws_conn_id, days,
+                items = job_table.for_each_date(cfg.lake.job_table, cfg.lake.aws_conn_id, days,
                                                 lambda table, day: table.get(day, job.name))
             run_item = planned_run_item(job, run, items, force=force, claim_timeout=claim_timeout,
                                         step_state=steps.state)
             decisions = job_table.for_each_date(
-                cfg.job_table, cfg.aws_conn_id, days,
+                cfg.lake.job_table, cfg.lake.aws_conn_id, days,
                 lambda table, day: table.claim(
                     day, job.name, run, cluster_id=cluster_id, force=force,
                     claim_timeout=claim_timeout, step_state=steps.state, run_item=run_item,
@@ -333,7 +333,7 @@ def emr_spark_job(
         def add_step(cluster_id: str, dates: list[str], **context) -> dict[str, str]:
             """ONE step for the claimed dates (a retry finds the one it added), recorded on every date:
             {"cluster_id", "step_id"}."""
-            cfg = LakeConfig.load()
+            cfg = config.load()
             return {"cluster_id": cluster_id,
                     "step_id": submit_step(cfg, job, run_info(context), cluster_id, dates, emr_hook(cfg))}
 
@@ -341,17 +341,17 @@ def emr_spark_job(
         def mark_running(cluster_id: str, step_id: str, dates: list[str], run_item: str | None = None,
                          **context) -> str | None:
             """RUNNING with EMR's start time (nothing to write for a step that ended without running)."""
-            cfg = LakeConfig.load()
+            cfg = config.load()
             step = emr.describe_step(emr_hook(cfg), cluster_id, step_id)
             started = step_time(step, "StartDateTime")
             if started is None:
                 print(f"step {step_id} is {state_of(step)} and never ran: no RUNNING record")
                 return None
             run = run_info(context)
-            job_table.for_each_date(cfg.job_table, cfg.aws_conn_id, dates, lambda table, day: (
+            job_table.for_each_date(cfg.lake.job_table, cfg.lake.aws_conn_id, dates, lambda table, day: (
                 table.mark_running(day, job.name, run, started)))
             if run_item:
-                run_records.RunRecords(cfg.job_table, cfg.aws_conn_id).running(job.name, run, dates, started,
+                run_records.RunRecords(cfg.lake.job_table, cfg.lake.aws_conn_id).running(job.name, run, dates, started,
                                                                               step_id=step_id)
             return job_table.iso(started)
 
@@ -360,7 +360,7 @@ def emr_spark_job(
                            ) -> dict[str, dict[str, int]]:
             if not dates or not cluster_id or not step_id:
                 raise AirflowSkipException("no step ran for this run")
-            cfg = LakeConfig.load()
+            cfg = config.load()
             step = emr.describe_step(emr_hook(cfg), cluster_id, step_id)
             if state_of(step) in job_table.ACTIVE_STEP_STATES:
                 raise AirflowSkipException(f"step {step_id} is still {state_of(step)}: its partitions are "
@@ -369,7 +369,7 @@ def emr_spark_job(
             values = job.partition_values(dates, summary)
             if not values:
                 raise AirflowSkipException("the job completed no partition")
-            return {table: glue.add_partitions(cfg.glue_database, table, values, cfg.aws_conn_id)
+            return {table: glue.add_partitions(cfg.lake.glue_database, table, values, cfg.lake.aws_conn_id)
                     for table in job.glue_tables}
 
         @task(trigger_rule=TriggerRule.ALL_DONE, outlets=list(outlets))
@@ -379,7 +379,7 @@ def emr_spark_job(
             """Each date's final record; fails the run when a date FAILED, skips when nothing was run."""
             if not dates:
                 raise AirflowSkipException(nothing_to_run(job.name, decisions or {}))
-            cfg = LakeConfig.load()
+            cfg = config.load()
             return record_run_results(cfg, job, run_info(context), cluster_id, step_id, dates, emr_hook(cfg),
                                       step_timeout=timedelta(seconds=settings.step_timeout_seconds),
                                       run_item=bool(run_item))
@@ -389,7 +389,7 @@ def emr_spark_job(
             """Terminate the cluster if this run created it; a cluster found by name is left running."""
             if not cluster or not cluster.get("created"):
                 raise AirflowSkipException(f"cluster {(cluster or {}).get('id')} was found by name: left running")
-            cfg = LakeConfig.load()
+            cfg = config.load()
             emr_hook(cfg).conn.terminate_job_flows(JobFlowIds=[cluster["id"]])
             print(f"terminating transient cluster {cluster['id']}")
             return cluster["id"]
@@ -421,17 +421,18 @@ def emr_spark_job(
         )
 
 
-def submit_step(cfg: LakeConfig, job: SparkJob, run: job_table.RunInfo, cluster_id: str, dates: list[str],
+def submit_step(cfg: Config, job: SparkJob, run: job_table.RunInfo, cluster_id: str, dates: list[str],
                 hook: EmrHook) -> str:
     """Add ONE step for the claimed dates unless this run's earlier try did, and record it on every date;
     its id. If a date is no longer this run's (another run took over its expired claim) the step is
     cancelled, this run's other dates are recorded FAILED and the task fails: never two steps for a date."""
     name = emr.step_name(job.name, min(dates), max(dates), run.dag_id, run.run_id)
     arguments = job.arguments(cfg, dates, summary_uri(cfg, job, run, dates))
-    step = emr.spark_submit_step(name, cfg.spark_jobs_uri, job.script, arguments, deploy_mode=cfg.spark_deploy_mode)
+    step = emr.spark_submit_step(name, cfg.lake.spark_jobs_uri, job.script, arguments,
+                                 deploy_mode=cfg.emr.spark_deploy_mode)
     step_id, added = emr.add_step_once(hook, cluster_id, step)
     print(f"{'added' if added else 'found the earlier try s'} step {step_id} ({name}) on {cluster_id}")
-    recorded = job_table.for_each_date(cfg.job_table, cfg.aws_conn_id, dates, lambda table, day: (
+    recorded = job_table.for_each_date(cfg.lake.job_table, cfg.lake.aws_conn_id, dates, lambda table, day: (
         table.record_step(day, job.name, run, cluster_id, step_id)))
     lost = sorted(day for day, ok in recorded.items() if not ok)
     if not lost:
@@ -440,13 +441,13 @@ def submit_step(cfg: LakeConfig, job: SparkJob, run: job_table.RunInfo, cluster_
     reason = (f"step {step_id} cancelled ({answer}): {len(lost)} of its dates were claimed by another run "
               f"before the step was recorded: {lost}")
     ended = job_table.utc_now()
-    job_table.for_each_date(cfg.job_table, cfg.aws_conn_id, [d for d in dates if d not in lost],
+    job_table.for_each_date(cfg.lake.job_table, cfg.lake.aws_conn_id, [d for d in dates if d not in lost],
                             lambda table, day: table.finish(day, job.name, run, status=job_table.FAILED,
                                                             ended_at=ended, error=reason))
     raise AirflowFailException(reason)
 
 
-def record_run_results(cfg: LakeConfig, job: SparkJob, run: job_table.RunInfo, cluster_id: str | None,
+def record_run_results(cfg: Config, job: SparkJob, run: job_table.RunInfo, cluster_id: str | None,
                        step_id: str | None, dates: list[str], hook: EmrHook, *,
                        step_timeout: timedelta, run_item: bool | None = None) -> dict[str, Any]:
     """Write each claimed date's final record from the step's real end and its job summary.
@@ -460,7 +461,7 @@ def record_run_results(cfg: LakeConfig, job: SparkJob, run: job_table.RunInfo, c
     then the item is finished with the same results, after the dates' records.
     """
     if not step_id:
-        items = job_table.for_each_date(cfg.job_table, cfg.aws_conn_id, dates,
+        items = job_table.for_each_date(cfg.lake.job_table, cfg.lake.aws_conn_id, dates,
                                         lambda table, day: table.get(day, job.name))
         recorded = sorted({(i["cluster_id"], i["step_id"]) for i in items.values()
                            if i and job_table.same_run(i, run) and i.get("step_id") and i.get("cluster_id")})
@@ -485,10 +486,11 @@ def record_run_results(cfg: LakeConfig, job: SparkJob, run: job_table.RunInfo, c
         results = job.results(dates, summary, step or _missing_step(cluster_id, step_id))
     ended = step_time(step, "EndDateTime") or job_table.utc_now()
     started = step_time(step, "StartDateTime")
-    job_table.for_each_date(cfg.job_table, cfg.aws_conn_id, list(results), lambda table, day: (
+    job_table.for_each_date(cfg.lake.job_table, cfg.lake.aws_conn_id, list(results), lambda table, day: (
         table.finish(day, job.name, run, ended_at=ended, started_at=started, **results[day])))
     if run_item if run_item is not None else run_records.needs_run_item(dates):
-        run_records.RunRecords(cfg.job_table, cfg.aws_conn_id).finished(job.name, run, results, ended, dates=dates)
+        run_records.RunRecords(cfg.lake.job_table, cfg.lake.aws_conn_id).finished(job.name, run, results, ended,
+                                                                                  dates=dates)
     failed = {d: r["error"] for d, r in results.items() if r["status"] == job_table.FAILED}
     if failed:
         raise AirflowFailException(f"{len(failed)} of {len(results)} dates failed: {failed}")
@@ -526,7 +528,7 @@ def planned_run_item(job: SparkJob, run: job_table.RunInfo, items: Mapping[str, 
     return run_records.run_item_name(job.name, run) if run_records.needs_run_item(claimable) else None
 
 
-def announce_run(cfg: LakeConfig, job: SparkJob, run: job_table.RunInfo, claimed: list[str],
+def announce_run(cfg: Config, job: SparkJob, run: job_table.RunInfo, claimed: list[str],
                  run_item: str | None, cluster_id: str) -> str | None:
     """The run item SUBMITTED for the claimed dates; the run item the run reports through, or None.
 
@@ -535,14 +537,15 @@ def announce_run(cfg: LakeConfig, job: SparkJob, run: job_table.RunInfo, claimed
     if not run_item:
         return None
     if not run_records.needs_run_item(claimed):
-        job_table.for_each_date(cfg.job_table, cfg.aws_conn_id, claimed,
+        job_table.for_each_date(cfg.lake.job_table, cfg.lake.aws_conn_id, claimed,
                                 lambda table, day: table.drop_run_item(day, job.name, run))
         return None
-    run_records.RunRecords(cfg.job_table, cfg.aws_conn_id).submitted(job.name, run, claimed, cluster_id=cluster_id)
+    run_records.RunRecords(cfg.lake.job_table, cfg.lake.aws_conn_id).submitted(job.name, run, claimed,
+                                                                               cluster_id=cluster_id)
     return run_item
 
 
-def record_airflow_failure(cfg: LakeConfig, job: SparkJob, run: job_table.RunInfo, dates: Iterable[str],
+def record_airflow_failure(cfg: Config, job: SparkJob, run: job_table.RunInfo, dates: Iterable[str],
                            reason: str, *, force: bool = False,
                            ended_at: datetime | None = None) -> dict[str, Any]:
     """A failure before any step (landing, no cluster, the claim crashed) as job records, so the stream
@@ -552,7 +555,7 @@ def record_airflow_failure(cfg: LakeConfig, job: SparkJob, run: job_table.RunInf
     ended = ended_at or job_table.utc_now()
     days = sorted({str(day) for day in dates})
     error = run_records.truncate_bytes(" ".join(reason.split()), run_records.ERROR_MAX_BYTES)
-    items = job_table.for_each_date(cfg.job_table, cfg.aws_conn_id, days,
+    items = job_table.for_each_date(cfg.lake.job_table, cfg.lake.aws_conn_id, days,
                                     lambda table, day: table.get(day, job.name))
     why = {day: job_table.failure_decision(items[day], run, force=force) for day in days}
     failing = [day for day in days if why[day] == "fail"]
@@ -562,9 +565,9 @@ def record_airflow_failure(cfg: LakeConfig, job: SparkJob, run: job_table.RunInf
     run_item = run_records.run_item_name(job.name, run) if run_records.needs_run_item(failing) else None
     reported = False
     if run_item:  # first: once the run item says FAILED, the failure is on its way to chat
-        reported = run_records.RunRecords(cfg.job_table, cfg.aws_conn_id).failed(job.name, run, failing, error,
-                                                                                ended_at=ended)
-    written = job_table.for_each_date(cfg.job_table, cfg.aws_conn_id, failing, lambda table, day: (
+        reported = run_records.RunRecords(cfg.lake.job_table, cfg.lake.aws_conn_id).failed(
+            job.name, run, failing, error, ended_at=ended)
+    written = job_table.for_each_date(cfg.lake.job_table, cfg.lake.aws_conn_id, failing, lambda table, day: (
         table.fail_before_step(day, job.name, run, error=error, ended_at=ended, force=force, run_item=run_item)))
     if not run_item:
         reported = any(written.values())
@@ -573,7 +576,7 @@ def record_airflow_failure(cfg: LakeConfig, job: SparkJob, run: job_table.RunInf
     return {"dates": failing, "run_item": run_item, "reported": reported}
 
 
-def settle_run_items(cfg: LakeConfig, job_names: Iterable[str], items: Iterable[dict[str, Any]],
+def settle_run_items(cfg: Config, job_names: Iterable[str], items: Iterable[dict[str, Any]],
                      now: datetime | None = None) -> dict[str, str]:
     """Finish the in-flight run items (of `job_names`) whose dates all have a final record: their run did
     not (a killed record_results, a step settled by settle_stale). {run item name: its final status}.
@@ -587,7 +590,7 @@ def settle_run_items(cfg: LakeConfig, job_names: Iterable[str], items: Iterable[
     settled: dict[str, str] = {}
     for item in runs:
         job, days = str(item["job"]), [str(day) for day in item["dates"]]
-        records = job_table.for_each_date(cfg.job_table, cfg.aws_conn_id, days,
+        records = job_table.for_each_date(cfg.lake.job_table, cfg.lake.aws_conn_id, days,
                                           lambda table, day, job=job: table.get(day, job))
         mine = {day: r for day, r in records.items() if r and r.get("run_item") == item["job_name"]
                 and job_table.same_run(r, job_table.RunInfo(item["dag_id"], item["run_id"]))}
@@ -598,9 +601,9 @@ def settle_run_items(cfg: LakeConfig, job_names: Iterable[str], items: Iterable[
                    for day, r in mine.items() if r.get("status") in run_records.FINAL}
         ends = [job_table.parse_iso(r["ended_at"]) for r in mine.values() if r.get("ended_at")]
         owner = job_table.RunInfo(item["dag_id"], item["run_id"], int(item.get("try_number") or 1))
-        if run_records.RunRecords(cfg.job_table, cfg.aws_conn_id).finished(
+        if run_records.RunRecords(cfg.lake.job_table, cfg.lake.aws_conn_id).finished(
                 job, owner, results, max(ends) if ends else (now or job_table.utc_now()), dates=days):
-            final = run_records.RunRecords(cfg.job_table, cfg.aws_conn_id).get(job, owner, days) or {}
+            final = run_records.RunRecords(cfg.lake.job_table, cfg.lake.aws_conn_id).get(job, owner, days) or {}
             settled[item["job_name"]] = str(final.get("status"))
             print(f"run item {item['job_name']} ({item['job_date']}): settled {final.get('status')}")
     return settled
@@ -632,7 +635,7 @@ def failure_callback(job: SparkJob, dates: Any = None,
             else:
                 reason = f"{ti.task_id} failed: {type(exception).__name__}: {exception}"
             params = context.get("params") or {}
-            record_airflow_failure(LakeConfig.load(), job, run_info(dict(context)), list(days), reason,
+            record_airflow_failure(config.load(), job, run_info(dict(context)), list(days), reason,
                                    force=bool(params.get("force", False)))
         except Exception as error:  # Airflow logs and drops a callback's exception: say what was lost
             print(f"could not record the failure of {ti.task_id} in the job table: {error!r}")

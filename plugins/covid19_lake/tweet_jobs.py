@@ -12,7 +12,7 @@ from typing import Any
 
 from covid19_lake import job_table
 from covid19_lake import lake as lake_paths
-from covid19_lake.config import LakeConfig
+from covid19_lake.config import Config
 from covid19_lake.spark_pipeline import SparkJob
 
 DONE = ("COMPLETED", "NO_INPUT")
@@ -44,14 +44,14 @@ def week_range(start: str | None, end: str | None) -> list[str]:
     return [(first + timedelta(weeks=i)).isoformat() for i in range(count)]
 
 
-def tweets_arguments(cfg: LakeConfig, hours: list[str], summary: str) -> list[str]:
-    return ["--lake", cfg.lake_uri, "--start-hour", min(hours), "--end-hour", max(hours),
-            "--reference-uri", lake_paths.join(cfg.spark_jobs_uri, "reference"), "--summary-uri", summary]
+def tweets_arguments(cfg: Config, hours: list[str], summary: str) -> list[str]:
+    return ["--lake", cfg.lake.uri, "--start-hour", min(hours), "--end-hour", max(hours),
+            "--reference-uri", lake_paths.join(cfg.lake.spark_jobs_uri, "reference"), "--summary-uri", summary]
 
 
-def weekly_arguments(cfg: LakeConfig, weeks: list[str], summary: str) -> list[str]:
-    return ["--lake", cfg.lake_uri, "--start-date", min(weeks), "--end-date", max(weeks),
-            "--reference-uri", lake_paths.join(cfg.spark_jobs_uri, "reference"), "--summary-uri", summary]
+def weekly_arguments(cfg: Config, weeks: list[str], summary: str) -> list[str]:
+    return ["--lake", cfg.lake.uri, "--start-date", min(weeks), "--end-date", max(weeks),
+            "--reference-uri", lake_paths.join(cfg.lake.spark_jobs_uri, "reference"), "--summary-uri", summary]
 
 
 def written_dates(keys: Sequence[str], summary: dict[str, Any] | None) -> list[str]:

@@ -6,7 +6,6 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 from covid19_lake.tweets.checkpoint import CheckpointStore, SearchState, after_page, after_window
@@ -95,16 +94,16 @@ def run_ingest(search: RecentSearch, sink: Sink, store: CheckpointStore, *, max_
     return result
 
 
-def build_sink(config: Any) -> Sink:
+def build_sink(cfg: Any) -> Sink:
+    """Where the tweets go: ``cfg`` is the whole configuration (covid19_lake.config.Config)."""
     from covid19_lake.tweets.firehose import FirehoseBatchWriter, LocalLakeSink
 
-    if config.sink == "local":
-        lake = config.lake_uri.removeprefix("file://")
-        return LocalLakeSink(Path(lake))
+    if cfg.tweets.sink == "local":
+        return LocalLakeSink(cfg.lake.local_path)
     from airflow.providers.amazon.aws.hooks.firehose import FirehoseHook
 
-    hook = FirehoseHook(delivery_stream=config.delivery_stream, aws_conn_id=config.aws_conn_id)
-    return FirehoseBatchWriter(hook.conn, config.delivery_stream)
+    hook = FirehoseHook(delivery_stream=cfg.tweets.delivery_stream, aws_conn_id=cfg.lake.aws_conn_id)
+    return FirehoseBatchWriter(hook.conn, cfg.tweets.delivery_stream)
 
 
 def ingest_from_airflow() -> dict[str, Any]:
@@ -113,22 +112,23 @@ def ingest_from_airflow() -> dict[str, Any]:
     from airflow.sdk import Connection
     from airflow.sdk.exceptions import AirflowFailException
 
+    from covid19_lake import config
     from covid19_lake.tweets.checkpoint import VariableCheckpointStore
-    from covid19_lake.tweets.config import load_config
     from covid19_lake.tweets.search import build_client, credentials_error
 
-    config = load_config()
-    token = Connection.get(config.x_conn_id).password
+    cfg = config.load()
+    tweets = cfg.tweets
+    token = Connection.get(tweets.x_conn_id).password
     if not token:
-        raise ValueError(f"Airflow connection {config.x_conn_id!r} has no password (the X API bearer token)")
-    search = RecentSearch(build_client(token, config.x_api_base_url), config.query, page_size=config.page_size,
-                          max_rate_limit_wait=config.max_rate_limit_wait_seconds)
+        raise ValueError(f"Airflow connection {tweets.x_conn_id!r} has no password (the X API bearer token)")
+    search = RecentSearch(build_client(token, tweets.x_api_base_url), tweets.search_query,
+                          page_size=tweets.page_size, max_rate_limit_wait=tweets.max_rate_limit_wait_seconds)
     try:
-        result = run_ingest(search, build_sink(config), VariableCheckpointStore(config.checkpoint_variable),
-                            max_pages=config.max_pages,
-                            initial_lookback=timedelta(minutes=config.initial_lookback_minutes))
+        result = run_ingest(search, build_sink(cfg), VariableCheckpointStore(tweets.checkpoint_variable),
+                            max_pages=tweets.max_pages,
+                            initial_lookback=timedelta(minutes=tweets.initial_lookback_minutes))
     except (tweepy.Unauthorized, tweepy.Forbidden) as exc:
         # Retrying cannot fix a token: fail now, naming where the token comes from (never the token).
-        raise AirflowFailException(credentials_error(exc, f"Airflow connection {config.x_conn_id!r} (password)")
+        raise AirflowFailException(credentials_error(exc, f"Airflow connection {tweets.x_conn_id!r} (password)")
                                    ) from exc
     return result.as_dict()
