@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 NPM_INSTALLED := dashboard/node_modules/.package-lock.json
 
-.PHONY: demo airflow airflow-down test lint install venvs check-java check-chromium check-postgres dashboard package deploy clean
+.PHONY: demo airflow airflow-down test lint docs install venvs check-java check-chromium check-postgres dashboard package deploy clean
 
 $(INSTALLED): requirements.txt requirements-dev.txt constraints/constraints-airflow-3.3.1-python-3.12.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -49,6 +49,10 @@ dashboard: $(NPM_INSTALLED)
 
 lint: install
 	$(PY) -m ruff check .
+
+# docs/configuration.md from the loader (plugins/covid19_lake/config.py); tests/test_config_docs.py checks it.
+docs: install
+	$(PY) -m local.config_docs
 
 # Isolated venvs the tests reuse (tests/venvs.py, cached in .local/venvs by requirements hash):
 # `mwaa` holds only MWAA's packages, for tests/test_mwaa_package.py; `checkov` the pinned scanner

@@ -40,8 +40,8 @@ NOT_EMULATED_WHY: dict[str, str] = {
                    "emr/<cluster>/steps/<step>/",
     "AWS::CloudWatch::": "nothing publishes CloudWatch metrics locally, so there is nothing to alarm on",
     "AWS::SNS::": "alarm notifications: nothing alarms locally",
-    "AWS::SecretsManager::Secret": "a secret only MWAA reads (its secrets backend); locally Airflow gets "
-                                   "the same values from AIRFLOW_VAR_* (local/airflow_local.py, docker-compose)",
+    "AWS::SecretsManager::Secret": "a secret only MWAA reads (its secrets backend); locally the stack gives "
+                                   "Airflow the same values in its environment (AIRFLOW_VAR_*, AIRFLOW_CONN_*)",
     "AWS::S3::Bucket": "the dashboard site's bucket: locally the site is a directory, served by "
                        "local.analytics.serve",
     "AWS::CloudFront::": "the dashboard site's CDN: locally the site is served by local.analytics.serve",

@@ -61,9 +61,14 @@ DEFAULT_JOB_FLOW_OVERRIDES: dict[str, Any] = {
 
 # The Variables and keys of the split configuration this one replaced: named in the error an old
 # Variable gets, so an operator knows where each setting went (docs/configuration.md, "Migrating").
-RETIRED_VARIABLES = ("covid19_lake_tweets", "covid19_glue_database", "covid19_athena_workgroup",
-                     "covid19_athena_output", "covid19_analytics_engine", "covid19_site_bucket",
-                     "covid19_site_prefix", "covid19_local_lake", "covid19_local_site")
+RETIRED_VARIABLES = {
+    "covid19_lake_tweets": "tweets (its lake_uri and aws_conn_id: lake.uri, lake.aws_conn_id; query: "
+                           "tweets.search_query)",
+    "covid19_glue_database": "lake.glue_database", "covid19_athena_workgroup": "analytics.athena_workgroup",
+    "covid19_athena_output": "analytics.athena_output", "covid19_analytics_engine": "analytics.engine",
+    "covid19_site_bucket": "analytics.site_bucket", "covid19_site_prefix": "analytics.site_prefix",
+    "covid19_local_lake": "lake.uri (the local lake)", "covid19_local_site": "analytics.local_site",
+}
 FLAT_KEYS = {
     "lake_uri": "lake.uri", "spark_jobs_uri": "lake.spark_jobs_uri", "job_table": "lake.job_table",
     "glue_database": "lake.glue_database", "claim_timeout_minutes": "lake.claim_timeout_minutes",
@@ -208,7 +213,7 @@ class JhuSettings:
 
 @dataclass(frozen=True)
 class TweetsSettings:
-    """tweets_ingest: the X API recent search and where the tweets go."""
+    """What tweets_ingest asks the X API recent search for, and where the tweets go."""
 
     PATH: ClassVar[str] = f"{VARIABLE_KEY}.tweets"
 

@@ -23,7 +23,7 @@ def free_port() -> int:
 @pytest.fixture(scope="session")
 def airflow_server(local_stack, jhu_mirror, tmp_path_factory) -> Iterator[AirflowServer]:
     home = tmp_path_factory.mktemp("airflow-e2e")
-    env = server_env(local_stack, home, free_port(), jhu_source_url=jhu_mirror.as_uri())
+    env = server_env(local_stack, home, free_port(), jhu={"source_url": jhu_mirror.as_uri()})
     server = AirflowServer(home, env).start()
     try:
         yield server
