@@ -67,9 +67,12 @@ def run_item(stack, days: list[str], dag_id: str, run_id: str) -> dict:
     return job_record(stack, f"{days[0]}..{days[-1]}", name)
 
 
-def with_variable(monkeypatch, **changes) -> None:
+def with_variable(monkeypatch, **sections) -> None:
+    """The test's Airflow Variable with ``sections`` merged in key by key (``emr={"cluster_name": ...}``)."""
+    from local.stack import merge_variable
+
     variable = json.loads(os.environ["AIRFLOW_VAR_COVID19_LAKE"])
-    monkeypatch.setenv("AIRFLOW_VAR_COVID19_LAKE", json.dumps({**variable, **changes}))
+    monkeypatch.setenv("AIRFLOW_VAR_COVID19_LAKE", json.dumps(merge_variable(variable, sections)))
 
 
 def test_partly_failed_40_date_backfill_posts_three_messages_per_destination_naming_each_failure(airflow):
@@ -132,7 +135,7 @@ def test_partly_failed_40_date_backfill_posts_three_messages_per_destination_nam
 
 def test_no_cluster_reaches_chat_once_as_the_dates_or_the_runs_failed_record(airflow, monkeypatch):
     stack = airflow
-    with_variable(monkeypatch, emr_cluster_name="no-such-cluster")
+    with_variable(monkeypatch, emr={"cluster_name": "no-such-cluster"})
     skip = sink_length(stack)
     day = "2020-10-01"
     run = airflow_local.run_dag("jhu_daily_reports", logical_date=datetime(2020, 10, 1, tzinfo=UTC))
@@ -169,7 +172,7 @@ def test_landing_after_the_publication_window_reaches_chat_once(airflow, monkeyp
     stack = airflow
     empty = tmp_path / "jhu-empty"
     empty.mkdir()
-    with_variable(monkeypatch, jhu_source_url=empty.as_uri())
+    with_variable(monkeypatch, jhu={"source_url": empty.as_uri()})
     skip = sink_length(stack)
     day = "2020-10-06"
     run = airflow_local.run_dag("jhu_daily_reports", logical_date=datetime(2020, 10, 6, tzinfo=UTC))
