@@ -30,17 +30,11 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "spark_jobs"))
 
 # The era table, formats and patterns are shared with the job, so both implement the same rules.
-from jhu_daily_reports import (  # noqa: E402
-    CANONICAL_FIELDS,
-    CLEAR_PROVINCE,
-    COORDINATE_RANGES,
-    COUNT_FIELDS,
-    DEFAULT_MAPPING,
-    DOUBLE_FIELDS,
-    OUTPUT_COLUMNS,
-    ROW_COUNT_FIELDS,
-    detect_era,
-)
+from jhu_daily_reports import DEFAULT_MAPPING  # noqa: E402
+
+from jhu.checks import COORDINATE_RANGES, ROW_COUNT_FIELDS  # noqa: E402
+from jhu.eras import CANONICAL_FIELDS, COUNT_FIELDS, DOUBLE_FIELDS, detect_era  # noqa: E402
+from jhu.transform import CLEAR_PROVINCE, OUTPUT_COLUMNS  # noqa: E402
 
 WHOLE_NUMBER = r"^[+-]?[0-9]+(\.0*)?$"
 DECIMAL_NUMBER = r"^[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?$"

@@ -92,6 +92,7 @@ def main() -> None:
     opts = parser.parse_args()
 
     import tweets as job
+
     from spark_common import build_spark_session
 
     work = Path(tempfile.mkdtemp(prefix="bench-tweets-"))

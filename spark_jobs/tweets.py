@@ -1,6 +1,6 @@
 """Raw tweets (stream-shaped JSON lines) -> processed/tweets and processed/tweet_daily_stats.
 
-    spark-submit --py-files spark_common.py tweets.py --lake s3://lake --start-date 2021-03-02 \
+    spark-submit --py-files lib.zip tweets.py --lake s3://lake --start-date 2021-03-02 \
         --end-date 2021-03-02 [--start-hour 2021-03-02T05 --end-hour 2021-03-02T05] \
         [--late-hours 6] [--reference-uri s3://artifacts/spark_jobs/reference] [--summary-uri URI]
 
@@ -19,14 +19,14 @@ from __future__ import annotations
 import argparse
 import math
 import sys
-import time
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
-from spark_common import path_exists, run_with_summary
+
+from spark_common import path_exists, summary
 
 JOB = "tweets"
 DEFAULT_REFERENCE = Path(__file__).resolve().parent / "reference"
@@ -370,7 +370,7 @@ def process_date(spark: SparkSession, lake: str, day: date, late_hours: int, lex
     uris = existing_paths(spark, [hour_uri(lake, h) for h in window_hours(day, late_hours)])
     own_hours = {hour_uri(lake, h) for h in window_hours(day, 0)[1:]}
     if not uris:
-        return {"status": "NO_INPUT", "rows_read": 0, "rows_written": 0, "rows_quarantined": 0,
+        return {"status": summary.NO_INPUT, "rows_read": 0, "rows_written": 0, "rows_quarantined": 0,
                 "error": None, "partitions": {}}
     iso = day.isoformat()
     lines = classify(read_raw(spark, uris), late_hours).cache()
@@ -398,7 +398,7 @@ def process_date(spark: SparkSession, lake: str, day: date, late_hours: int, lex
              .json(f"{lake}/quarantine/tweets"))
         tweets.unpersist()
         read_hours = sorted(u for u in uris if u in own_hours)
-        return {"status": "COMPLETED", "rows_read": int(counts["own"]), "rows_written": int(written),
+        return {"status": summary.COMPLETED, "rows_read": int(counts["own"]), "rows_written": int(written),
                 "rows_quarantined": int(counts["bad"]), "rows_matched": int(counts["good"]),
                 "duplicates_removed": int(counts["good"]) - int(written), "error": None,
                 "raw_hours_read": len(uris), "partitions": {
@@ -411,7 +411,7 @@ def process_date(spark: SparkSession, lake: str, day: date, late_hours: int, lex
 
 
 def run(spark: SparkSession, args: argparse.Namespace) -> dict:
-    started = time.monotonic()
+    clock = summary.Clock()
     lexicon = load_lexicon(spark, args.reference_uri).cache()
     lexicon_tokens = {r.token for r in lexicon.select("token").collect()}
     stopwords = load_stopwords(spark, args.reference_uri).cache()
@@ -421,16 +421,12 @@ def run(spark: SparkSession, args: argparse.Namespace) -> dict:
             dates[day.isoformat()] = process_date(spark, args.lake, day, args.late_hours, lexicon,
                                                   lexicon_tokens, stopwords)
         except Exception as exc:  # one bad date must not stop the others; the summary and exit code tell
-            dates[day.isoformat()] = {"status": "FAILED", "rows_read": 0, "rows_written": 0,
-                                      "rows_quarantined": 0, "error": f"{type(exc).__name__}: {exc}"[:2000]}
-    totals = {k: sum(d.get(k, 0) for d in dates.values()) for k in ("rows_read", "rows_written", "rows_quarantined")}
-    totals["failed_dates"] = sum(d["status"] == "FAILED" for d in dates.values())
-    return {"job": JOB, "application_id": spark.sparkContext.applicationId,
-            "duration_seconds": round(time.monotonic() - started, 3), "dates": dates, "totals": totals}
+            dates[day.isoformat()] = summary.failed_entry(f"{type(exc).__name__}: {exc}"[:2000])
+    return summary.build(JOB, spark, clock, dates)
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run_with_summary("covid19-lake-tweets", run, parse_args(sys.argv[1:] if argv is None else argv))
+    return summary.run_with_summary("covid19-lake-tweets", run, parse_args(sys.argv[1:] if argv is None else argv))
 
 
 if __name__ == "__main__":

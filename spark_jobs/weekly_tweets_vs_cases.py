@@ -1,6 +1,6 @@
 """Tweets per country and ISO week next to that week's new COVID-19 cases and deaths (JHU).
 
-    spark-submit --py-files spark_common.py weekly_tweets_vs_cases.py --lake s3://lake \
+    spark-submit --py-files lib.zip weekly_tweets_vs_cases.py --lake s3://lake \
         --start-date 2021-03-01 --end-date 2021-03-14 \
         [--reference-uri s3://artifacts/spark_jobs/reference] [--summary-uri URI]
 
@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from datetime import date, timedelta
 from pathlib import Path
 
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
-from spark_common import path_exists, run_with_summary
+
+from spark_common import path_exists, summary
 
 JOB = "weekly_tweets_vs_cases"
 DEFAULT_REFERENCE = Path(__file__).resolve().parent / "reference"
@@ -100,7 +100,7 @@ def combine(tweets: DataFrame, cases: DataFrame, codes: DataFrame) -> DataFrame:
 
 
 def run(spark: SparkSession, args: argparse.Namespace) -> dict:
-    started = time.monotonic()
+    clock = summary.Clock()
     lake = args.lake.rstrip("/")
     weeks = week_starts(args.start_date, args.end_date)
     first, last = weeks[0], weeks[-1] + timedelta(days=6)
@@ -123,26 +123,21 @@ def run(spark: SparkSession, args: argparse.Namespace) -> dict:
         for week in weeks:
             written = int(per_week.get(week, 0))
             summary_dates[week.isoformat()] = {
-                "status": "COMPLETED" if written else "NO_INPUT", "rows_read": written, "rows_written": written,
-                "rows_quarantined": 0, "error": None,
+                "status": summary.COMPLETED if written else summary.NO_INPUT, "rows_read": written,
+                "rows_written": written, "rows_quarantined": 0, "error": None,
                 "partitions": {"weekly_tweets_vs_cases": [f"week_start={week.isoformat()}"] if written else []}}
         result.unpersist()
         extra = {"iso3_without_country_code": unmapped}
     except Exception as exc:
         error = f"{type(exc).__name__}: {exc}"[:2000]
-        summary_dates = {w.isoformat(): {"status": "FAILED", "rows_read": 0, "rows_written": 0,
-                                         "rows_quarantined": 0, "error": error} for w in weeks}
+        summary_dates = {w.isoformat(): summary.failed_entry(error) for w in weeks}
         extra = {}
-    totals = {k: sum(d[k] for d in summary_dates.values()) for k in ("rows_read", "rows_written", "rows_quarantined")}
-    totals["failed_dates"] = sum(d["status"] == "FAILED" for d in summary_dates.values())
-    return {"job": JOB, "application_id": spark.sparkContext.applicationId,
-            "duration_seconds": round(time.monotonic() - started, 3), "dates": summary_dates,
-            "totals": totals, **extra}
+    return summary.build(JOB, spark, clock, summary_dates, **extra)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    return run_with_summary("covid19-lake-weekly-tweets-vs-cases", run, args)
+    return summary.run_with_summary("covid19-lake-weekly-tweets-vs-cases", run, args)
 
 
 if __name__ == "__main__":

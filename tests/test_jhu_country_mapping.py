@@ -7,7 +7,11 @@ import re
 from pathlib import Path
 
 import pytest
-from jhu_daily_reports import CLEAR_PROVINCE, DEFAULT_MAPPING, WHITESPACE, load_country_mapping
+from jhu_daily_reports import DEFAULT_MAPPING
+
+from jhu.eras import WHITESPACE
+from jhu.storage import load_country_mapping
+from jhu.transform import CLEAR_PROVINCE
 
 
 def _mapping() -> dict[str, dict[str, str]]:

@@ -14,6 +14,10 @@ import pyarrow.parquet as pq
 import pytest
 from pyspark.sql import DataFrame
 
+import spark_common
+from jhu import eras, storage, transform
+from jhu.transform import EXACT_DUPLICATE, KEPT, KEY_DUPLICATE, QUARANTINED
+
 # One real file per header era, all run in one application by the module fixture below.
 ERA_FILES = {
     "v1_6col": "01-23-2020",  # Hubei twice: Recovered 28 and 28.0
@@ -85,13 +89,13 @@ def era_run(spark, jhu_mirror, tmp_path_factory):
 # ------------------------------------------------------------------------------------------ pure helpers
 
 def test_detect_era_ignores_bom_cr_and_blanks():
-    assert job.detect_era("\ufeffProvince/State,Country/Region,Last Update,Confirmed,Deaths,Recovered\r").name \
+    assert eras.detect_era("\ufeffProvince/State,Country/Region,Last Update,Confirmed,Deaths,Recovered\r").name \
         == "v1_6col"
-    assert job.detect_era(" FIPS, Admin2,Province_State,Country_Region,Last_Update,Lat,Long_,Confirmed,Deaths,"
+    assert eras.detect_era(" FIPS, Admin2,Province_State,Country_Region,Last_Update,Lat,Long_,Confirmed,Deaths,"
                           "Recovered,Active,Combined_Key,Incident_Rate,Case_Fatality_Ratio ").name \
         == "v5_14col_incident_rate"
-    assert job.detect_era("Province/State,Country/Region,Confirmed") is None
-    assert job.detect_era(None) is None
+    assert eras.detect_era("Province/State,Country/Region,Confirmed") is None
+    assert eras.detect_era(None) is None
 
 
 def test_args_normalise_the_lake_and_reject_dates_outside_the_range(tmp_path, capsys):
@@ -210,9 +214,9 @@ def test_bom_and_crlf_read_like_plain_files(spark, jhu_mirror, tmp_path):
           '45001,Abbeville,South Carolina,US,2020-03-23 23:19:34,34.22,-82.46,1,0,0,1,"Abbeville, South Carolina, US"\n'
           ',,,Canada,2020-03-23 23:19:34,,,5,,,,Canada\n')
     plain, fancy = tmp_path / "plain", tmp_path / "fancy"
-    for lake, transform in ((plain, lambda b: b), (fancy, lambda b: b"\xef\xbb\xbf" + b.replace(b"\n", b"\r\n"))):
-        place(lake, dt.date(2020, 1, 22), transform(original))
-        place(lake, dt.date(2020, 3, 23), transform(v3.encode()))
+    for lake, encode in ((plain, lambda b: b), (fancy, lambda b: b"\xef\xbb\xbf" + b.replace(b"\n", b"\r\n"))):
+        place(lake, dt.date(2020, 1, 22), encode(original))
+        place(lake, dt.date(2020, 3, 23), encode(v3.encode()))
     assert (fancy / "raw/jhu/daily_reports/report_date=2020-01-22/01-22-2020.csv").read_bytes()[:3] == b"\xef\xbb\xbf"
     days = [dt.date(2020, 1, 22), dt.date(2020, 3, 23)]
     results = [run(spark, lake, days) for lake in (plain, fancy)]
@@ -349,24 +353,28 @@ def test_materialized_rows_stay_sorted_by_date_so_the_writes_do_not_sort_again(s
     days = [_day("01-23-2020"), _day("03-22-2020"), _day("11-09-2020")]
     for day in days:
         place(tmp_path, day, (jhu_mirror / f"{day.strftime('%m-%d-%Y')}.csv").read_bytes())
-    lake = job.normalize_lake_uri(str(tmp_path))
-    raws = job.inspect_raw_files(spark, lake, days)
-    mapping = job.load_country_mapping(spark, job.DEFAULT_MAPPING.as_uri())
-    root = f"{lake}/{job.RAW_PREFIX}"
-    combined = job.to_canonical(job.read_era(spark, raws[0].era, [raws[0].uri], root), raws[0].era)
-    for raw in raws[1:]:
-        combined = combined.unionByName(job.to_canonical(job.read_era(spark, raw.era, [raw.uri], root), raw.era))
+    lake = storage.normalize_lake_uri(str(tmp_path))
+    raws = storage.inspect_raw_files(spark, lake, days)
+    mapping = storage.load_country_mapping(spark, job.DEFAULT_MAPPING.as_uri())
+    root = f"{lake}/{storage.RAW_PREFIX}"
+    parts = [transform.to_canonical(storage.read_era(spark, raw.era, [raw.uri], root), raw.era) for raw in raws]
+    combined = parts[0]
+    for part in parts[1:]:
+        combined = combined.unionByName(part)
     adaptive = spark.conf.get("spark.sql.adaptive.enabled")
-    stored = job.materialize(spark, job.with_row_keys(job.normalize(combined, mapping)))
+    stored = job.materialize(spark, transform.with_row_keys(transform.normalize(combined, mapping)))
     assert spark.conf.get("spark.sql.adaptive.enabled") == adaptive
     classified, counts, first_ids = job.classify(spark, stored, 2)
-    assert (days[0], job.EXACT_DUPLICATE, 1) in counts
-    first_frame = job.literal_frame(spark, [("report_date", "date"), ("first_row_id", "bigint")],
+    assert (days[0], EXACT_DUPLICATE, 1) in counts
+    first_frame = spark_common.literal_frame(spark, [("report_date", "date"), ("first_row_id", "bigint")],
                                     sorted(first_ids.items()))
 
     sql_executions = spark._jsparkSession.sharedState().statusStore()
     before = sql_executions.executionsCount()
-    job.write_outputs(classified, lake, job.source_files(spark, lake, days), first_frame)
+    sources = storage.source_files(spark, lake, days)
+    storage.write_outputs(lake, transform.processed_rows(classified, sources),
+                          transform.quarantined_rows(classified, sources),
+                          transform.field_issue_rows(classified, sources, first_frame))
     spark.sparkContext._jsc.sc().listenerBus().waitUntilEmpty()
     executions = sql_executions.executionsList(before, 100)
     writes = [executions.apply(i).physicalPlanDescription() for i in range(executions.size())]
@@ -388,7 +396,7 @@ def _stored(spark, rows: list[tuple]) -> DataFrame:
     schema = (f"{LOCATION}, last_update timestamp, confirmed bigint, deaths bigint, recovered bigint, "
               "combined_key string, active bigint, fips string, iso3 string, latitude double, longitude double, "
               "incident_rate double, case_fatality_ratio double, quarantine boolean")
-    return job.with_row_keys(spark.createDataFrame(rows, schema))
+    return transform.with_row_keys(spark.createDataFrame(rows, schema))
 
 
 def _row(day: dt.date, province: str | None, confirmed: int, quarantine: bool = False, hour: int = 12) -> tuple:
@@ -405,7 +413,7 @@ def test_location_counts_find_only_keys_with_several_valid_rows(spark):
         _row(day, "Beijing", 1, quarantine=True), _row(day, "Beijing", 2, quarantine=True),
         _row(other, "Hubei", 12),  # the same location on another date is another key
     ])
-    per_date = {row.report_date: row for row in job.location_counts(stored).collect()}
+    per_date = {row.report_date: row for row in transform.location_counts(stored).collect()}
     assert (per_date[day].valid, per_date[day].quarantined) == (3, 3)
     assert (per_date[other].valid, per_date[other].quarantined, per_date[other].contested_keys) == (1, 0, [])
     hubei = stored.filter("report_date = '2020-02-01' AND province_state = 'Hubei'").select("_key_hash").first()[0]
@@ -420,11 +428,11 @@ def test_duplicate_losers_compare_keys_so_a_shared_hash_decides_nothing(spark):
         _row(day, "Hubei", 10, hour=9), _row(day, "Hubei", 20, hour=8),
         _row(day, "Anhui", 5), _row(day, "Beijing", 7),
     ]))
-    losers = job.duplicate_losers(stored).collect()
+    losers = transform.duplicate_losers(stored).collect()
     provinces = {row._row_id: row.province_state for row in stored.collect()}
     confirmed = {row._row_id: row.confirmed for row in stored.collect()}
     assert [(provinces[row._row_id], confirmed[row._row_id], row.outcome) for row in losers] == [
-        ("Hubei", 10, job.KEY_DUPLICATE)]
+        ("Hubei", 10, KEY_DUPLICATE)]
 
 
 def test_classify_counts_every_outcome_and_keeps_the_winners(spark):
@@ -437,11 +445,11 @@ def test_classify_counts_every_outcome_and_keeps_the_winners(spark):
     totals = {}
     for _, outcome, count in counts:
         totals[outcome] = totals.get(outcome, 0) + count
-    assert totals == {job.KEPT: 2, job.QUARANTINED: 1, job.EXACT_DUPLICATE: 1, job.KEY_DUPLICATE: 1}
+    assert totals == {KEPT: 2, QUARANTINED: 1, EXACT_DUPLICATE: 1, KEY_DUPLICATE: 1}
     outcomes = sorted((row.province_state, row.confirmed, row.outcome) for row in classified.collect())
-    assert outcomes == sorted([("Hubei", 10, job.KEPT), ("Hubei", 10, job.EXACT_DUPLICATE),
-                               ("Hubei", 9, job.KEY_DUPLICATE), ("Anhui", 5, job.KEPT),
-                               ("Anhui", -1, job.QUARANTINED)])
+    assert outcomes == sorted([("Hubei", 10, KEPT), ("Hubei", 10, EXACT_DUPLICATE),
+                               ("Hubei", 9, KEY_DUPLICATE), ("Anhui", 5, KEPT),
+                               ("Anhui", -1, QUARANTINED)])
     assert "_key_hash" not in classified.columns  # `_row_id` stays: it gives a field issue its line
 
 
@@ -449,10 +457,10 @@ def test_literal_frame_keeps_every_value_and_type_without_python_workers(spark):
     columns = [("report_date", "date"), ("source_file", "string"), ("_row_id", "bigint")]
     rows = [(dt.date(2020, 1, 22), 'quote " backslash \\ comma , unicode é', 2**63 - 1),
             (dt.date(2021, 5, 30), None, -(2**63))]
-    frame = job.literal_frame(spark, columns, rows)
+    frame = spark_common.literal_frame(spark, columns, rows)
     assert frame.schema.simpleString() == "struct<report_date:date,source_file:string,_row_id:bigint>"
     assert [tuple(row) for row in frame.collect()] == rows
-    empty = job.literal_frame(spark, [("_key_hash", "bigint")], [])
+    empty = spark_common.literal_frame(spark, [("_key_hash", "bigint")], [])
     assert empty.columns == ["_key_hash"] and empty.count() == 0
     # Built from a JSON literal in the JVM: no Python RDD (whose rows Python workers would unpickle).
     assert "PythonRDD" not in frame._jdf.queryExecution().toRdd().toDebugString()
@@ -462,12 +470,12 @@ def test_country_mapping_rows_need_four_fields_and_the_file_must_exist(spark, tm
     short = tmp_path / "short.csv"
     short.write_text("source_name,country_region,province_state,iso3\nUK,United Kingdom,,GBR\nChina,China\n")
     with pytest.raises(ValueError, match=r"row 3 has 2 fields, expected 4"):
-        job.load_country_mapping(spark, short.as_uri())
+        storage.load_country_mapping(spark, short.as_uri())
     with pytest.raises(FileNotFoundError, match=r"missing\.csv"):
-        job.load_country_mapping(spark, (tmp_path / "missing.csv").as_uri())
+        storage.load_country_mapping(spark, (tmp_path / "missing.csv").as_uri())
     bom = tmp_path / "bom.csv"
     bom.write_bytes("\ufeffsource_name,country_region,province_state,iso3\r\nUK,United Kingdom,,GBR\r\n".encode())
-    assert [tuple(row) for row in job.load_country_mapping(spark, bom.as_uri()).collect()] == [
+    assert [tuple(row) for row in storage.load_country_mapping(spark, bom.as_uri()).collect()] == [
         ("UK", "United Kingdom", None, "GBR")]
 
 

@@ -68,7 +68,7 @@ def read(spark, path: Path):
 
 def test_tweets_are_shaped_deduplicated_and_partitioned_by_created_date(spark, processed):
     lake, summary = processed
-    assert summary["totals"]["failed_dates"] == 0
+    assert summary["totals"]["dates_failed"] == 0
     day = summary["dates"]["2021-03-02"]
     assert day["status"] == "COMPLETED"
     assert (day["rows_written"], day["rows_quarantined"], day["duplicates_removed"]) == (6, 2, 1)
@@ -165,7 +165,7 @@ def test_a_failing_date_is_reported_and_exits_1_after_the_others_are_written(spa
     assert summary["dates"]["2021-03-02"]["status"] == "COMPLETED"
     assert summary["dates"]["2021-03-03"]["status"] == "NO_INPUT"
     assert summary["job"] == "tweets" and summary["application_id"]
-    assert summary["totals"]["rows_written"] == 2 and summary["totals"]["failed_dates"] == 1
+    assert summary["totals"]["rows_written"] == 2 and summary["totals"]["dates_failed"] == 1
     assert read(spark, lake / "processed/tweets").count() == 2
 
 
