@@ -1,8 +1,11 @@
-"""Build what MWAA, Lambda and EMR run, into dist/: ``plugins.zip``, the Lambda zips, the Spark jobs.
+"""Build what MWAA, Lambda and EMR run, into dist/: ``plugins.zip``, the Lambda zips, the Spark jobs' lib.zip.
 
     python -m infra.package                          # build dist/
     python -m infra.package --offline                # Lambda deps from this interpreter (no pip download)
     python -m infra.package --bucket B               # build, then upload spark_jobs/ to s3://B/spark_jobs/
+
+The Spark jobs ship as spark_jobs/*.py (the scripts), spark_jobs/lib.zip (their packages, for ``--py-files``)
+and spark_jobs/reference/**; the local stack's step runner runs the same tree (``stage_spark_jobs``).
 
 plugins.zip holds plugins/ only: production code that imports on MWAA's packages (development code such as
 the local DuckDB engine lives in local/). Each Lambda zip holds its handler package from lambdas/ plus
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -100,21 +104,56 @@ def build_quicksight_embed_zip(output: Path = DIST / "quicksight_embed.zip", *, 
         return write_zip({**dependencies, **files}, output)
 
 
-def spark_job_artifacts(spark_dir: Path = REPO_ROOT / "spark_jobs") -> list[Artifact]:
-    """spark_jobs/*.py (flat modules, shipped with --py-files) and spark_jobs/reference/**."""
-    artifacts = [
-        Artifact(f"{SPARK_JOBS_PREFIX}{path.name}", path)
-        for path in sorted(spark_dir.glob("*.py"))
-        if path.name != "__init__.py"
-    ]
+SPARK_LIBRARY = "lib.zip"
+
+
+def spark_library_files(spark_dir: Path = REPO_ROOT / "spark_jobs") -> dict[str, Path]:
+    """Archive name -> file of the jobs' library: every package under spark_jobs/ (a folder with an
+    ``__init__.py``: spark_common/, jhu/), at the zip's root as the tests import them from spark_jobs/."""
+    files: dict[str, Path] = {}
+    for package in sorted(init.parent for init in spark_dir.glob("*/__init__.py")):
+        files.update({f"{package.name}/{name}": path for name, path in tree_files(package).items()})
+    return files
+
+
+def spark_job_files(spark_dir: Path = REPO_ROOT / "spark_jobs") -> dict[str, Path]:
+    """Name under spark_jobs/ -> file, for what ships as it is: the job scripts (spark_jobs/*.py, the
+    application spark-submit runs) and reference/** (mapping tables and word lists the jobs read)."""
+    files = {path.name: path for path in sorted(spark_dir.glob("*.py")) if path.name != "__init__.py"}
+    if not files:
+        raise SystemExit(f"{spark_dir}: no Spark job scripts found")
     reference = spark_dir / "reference"
     if reference.is_dir():
-        artifacts += [
-            Artifact(f"{SPARK_JOBS_PREFIX}reference/{name}", path) for name, path in tree_files(reference).items()
-        ]
-    if not artifacts:
-        raise SystemExit(f"{spark_dir}: no Spark job modules found")
-    return artifacts
+        files.update({f"reference/{name}": path for name, path in tree_files(reference).items()})
+    return files
+
+
+def build_spark_library(spark_dir: Path, output: Path) -> Path:
+    """lib.zip, which every EMR step passes with ``--py-files`` (reproducible like the other zips)."""
+    return write_zip(spark_library_files(spark_dir), output)
+
+
+def spark_job_artifacts(spark_dir: Path = REPO_ROOT / "spark_jobs", dist: Path | None = None) -> list[Artifact]:
+    """Everything under s3://ARTIFACTS/spark_jobs/: the job scripts, lib.zip (built into ``dist``, by default
+    the dist/ beside spark_jobs/) and reference/**. A step runs
+    ``spark-submit --py-files .../spark_jobs/lib.zip .../spark_jobs/<job>.py`` (covid19_lake.emr)."""
+    files = spark_job_files(spark_dir)
+    dist = spark_dir.parent / "dist" if dist is None else dist
+    files[SPARK_LIBRARY] = build_spark_library(spark_dir, dist / "spark_jobs" / SPARK_LIBRARY)
+    return [Artifact(f"{SPARK_JOBS_PREFIX}{name}", path) for name, path in sorted(files.items())]
+
+
+def stage_spark_jobs(spark_dir: Path, target: Path) -> Path:
+    """Write the tree ``spark_job_artifacts`` uploads to ``target`` (replacing it): what the local stack's
+    step runner runs, so the code tested end to end is the code deployed. Returns ``target``."""
+    if target.exists():
+        shutil.rmtree(target)
+    target.mkdir(parents=True)
+    for name, path in spark_job_files(spark_dir).items():
+        (target / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, target / name)
+    build_spark_library(spark_dir, target / SPARK_LIBRARY)
+    return target
 
 
 def build(*, offline: bool = False, dist: Path = DIST) -> dict[str, Path]:
@@ -169,10 +208,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     for key, path in build(offline=args.offline).items():
         print(f"{key}: {path} ({path.stat().st_size:,} bytes)")
+    spark_jobs = spark_job_artifacts()
+    library = next(a for a in spark_jobs if a.key == f"{SPARK_JOBS_PREFIX}{SPARK_LIBRARY}")
+    print(f"{library.key}: {library.path} ({library.path.stat().st_size:,} bytes)")
     if args.bucket:
         import boto3
 
-        upload_artifacts(boto3.client("s3", region_name=args.region), args.bucket, spark_job_artifacts())
+        upload_artifacts(boto3.client("s3", region_name=args.region), args.bucket, spark_jobs)
     return 0
 
 

@@ -71,10 +71,34 @@ def _local_path(value: str, base: Path, what: str) -> str:
     return str(path if path.is_absolute() else (base / path).resolve())
 
 
-def build_spark_submit(args: list[str], *, spark_jobs_dir: Path, master: str, spark_submit: Path) -> list[str]:
+def _stage_spark_jobs(spark_jobs_dir: Path, target: Path) -> Path:
+    from infra.package import stage_spark_jobs
+
+    try:
+        return stage_spark_jobs(spark_jobs_dir, target)
+    except SystemExit as exc:  # no job scripts in the folder
+        raise StepRejected("File not found.", str(exc)) from None
+
+
+def build_spark_submit(args: list[str], *, spark_jobs_dir: Path, master: str, spark_submit: Path,
+                       stage: Callable[[], Path] | None = None) -> list[str]:
     """The local command for an EMR ``spark-submit`` step: YARN master and cluster deploy mode dropped,
     relative and file:// paths made local, S3 paths rejected with a clear message. The local defaults
-    below are added unless the step sets them itself (its own --conf wins)."""
+    below are added unless the step sets them itself (its own --conf wins).
+
+    ``stage`` returns a copy of the tree infra/package.py uploads from ``spark_jobs_dir`` (scripts, lib.zip,
+    reference/); a script or file option inside ``spark_jobs_dir`` then runs from that copy, as an EMR step
+    runs the uploaded files: the jobs' packages come from lib.zip, never from the source folder."""
+    source_root, staged = Path(spark_jobs_dir).resolve(), []
+
+    def local(value: str, what: str) -> str:
+        path = _local_path(value, spark_jobs_dir, what)
+        if stage is None or not Path(path).resolve().is_relative_to(source_root):
+            return path
+        if not staged:
+            staged.append(stage())
+        return str(staged[0] / Path(path).resolve().relative_to(source_root))
+
     if not args or Path(args[0]).name != "spark-submit":
         raise StepRejected(
             "Unsupported step.",
@@ -100,13 +124,13 @@ def build_spark_submit(args: list[str], *, spark_jobs_dir: Path, master: str, sp
         if name in ("--deploy-mode", "--master"):
             continue  # local mode: the driver runs here, on the configured master
         if name in _FILE_LIST_OPTIONS:
-            value = ",".join(_local_path(v, spark_jobs_dir, name) for v in value.split(",") if v)
+            value = ",".join(local(v, name) for v in value.split(",") if v)
         if name == "--conf":
             user_confs.add(value.split("=", 1)[0])
         options += [name, value]
     if i >= len(args):
         raise StepRejected("Invalid step.", f"spark-submit has no application script in {args!r}")
-    script = _local_path(args[i], spark_jobs_dir, "the application script")
+    script = local(args[i], "the application script")
     if not Path(script).is_file():
         raise StepRejected("File not found.", f"application script {script} does not exist")
     # Keep Spark on loopback and without a UI port unless the step asks otherwise. In local mode the driver
@@ -281,8 +305,11 @@ class EmrStepRunner:
                     "Unsupported step.",
                     f"the local stack runs only command-runner.jar spark-submit steps; got Jar={step.jar!r}",
                 )
-            command = build_spark_submit(list(step.args), spark_jobs_dir=self.spark_jobs_dir,
-                                         master=self.spark_master, spark_submit=spark_submit_path())
+            command = build_spark_submit(
+                list(step.args), spark_jobs_dir=self.spark_jobs_dir, master=self.spark_master,
+                spark_submit=spark_submit_path(),
+                stage=lambda: _stage_spark_jobs(self.spark_jobs_dir, log_dir / "spark_jobs"),
+            )
         except StepRejected as rejected:
             (log_dir / "stderr").write_text(rejected.message + "\n", encoding="utf-8")
             self._fail(cluster, step, rejected.reason, rejected.message, log_dir / "stderr")

@@ -55,7 +55,7 @@ def test_add_step_once_reuses_the_step_a_retry_finds_and_names_carry_dag_and_run
     assert [s["Id"] for s in steps] == [first]
     args = steps[0]["Config"]["Args"]
     assert args[:5] == ["spark-submit", "--deploy-mode", "cluster", "--py-files",
-                        "s3://artifacts/spark_jobs/spark_common.py"]
+                        "s3://artifacts/spark_jobs/lib.zip"]
     assert args[5:] == ["s3://artifacts/spark_jobs/jhu_daily_reports.py", "--lake", "s3://lake",
                         "--summary-uri", "s3://lake/s.json"]
     assert emr.step_argument(emr.describe_step(hook, cluster_id, first), "--summary-uri") == "s3://lake/s.json"

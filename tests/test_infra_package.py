@@ -15,7 +15,7 @@ import pytest
 from moto import mock_aws
 
 from infra import deploy as deploy_mod
-from infra.package import Artifact, build_plugins_zip, spark_job_artifacts, upload_artifacts
+from infra.package import Artifact, build_plugins_zip, spark_job_artifacts, stage_spark_jobs, upload_artifacts
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 REGION = "us-east-1"
@@ -49,12 +49,37 @@ def test_plugins_zip_without_a_package_is_an_error(tmp_path: Path) -> None:
         build_plugins_zip(tmp_path / "plugins", tmp_path / "plugins.zip")
 
 
-def test_spark_job_artifacts() -> None:
-    keys = {a.key for a in spark_job_artifacts(REPO_ROOT / "spark_jobs")}
-    assert "spark_jobs/spark_common.py" in keys
-    assert "spark_jobs/reference/jhu_country_mapping.csv" in keys
-    assert "spark_jobs/__init__.py" not in keys
-    assert all(k.startswith("spark_jobs/") for k in keys)
+def test_spark_job_artifacts_are_the_scripts_their_packages_in_lib_zip_and_the_reference(tmp_path: Path) -> None:
+    artifacts = {a.key: a.path for a in spark_job_artifacts(REPO_ROOT / "spark_jobs", dist=tmp_path)}
+    assert {"spark_jobs/jhu_daily_reports.py", "spark_jobs/tweets.py", "spark_jobs/weekly_tweets_vs_cases.py",
+            "spark_jobs/lib.zip", "spark_jobs/reference/jhu_country_mapping.csv"} <= set(artifacts)
+    assert "spark_jobs/__init__.py" not in artifacts and all(k.startswith("spark_jobs/") for k in artifacts)
+    # the packages go in lib.zip only, never as loose files (an EMR step would not see them)
+    assert not [k for k in artifacts if k.startswith(("spark_jobs/spark_common", "spark_jobs/jhu/"))]
+    names = zipfile.ZipFile(artifacts["spark_jobs/lib.zip"]).namelist()
+    assert {"spark_common/__init__.py", "spark_common/summary.py", "jhu/__init__.py", "jhu/transform.py"} <= set(names)
+    assert not [n for n in names if "__pycache__" in n or not n.startswith(("spark_common/", "jhu/"))]
+    again = {a.key: a.path for a in spark_job_artifacts(REPO_ROOT / "spark_jobs", dist=tmp_path / "again")}
+    # reproducible: an unchanged tree is not uploaded again
+    assert again["spark_jobs/lib.zip"].read_bytes() == artifacts["spark_jobs/lib.zip"].read_bytes()
+
+
+def test_a_staged_job_script_imports_its_packages_from_lib_zip_alone(tmp_path: Path) -> None:
+    """What EMR (and the local step runner) run: the script beside lib.zip, nothing of the source on sys.path."""
+    staged = stage_spark_jobs(REPO_ROOT / "spark_jobs", tmp_path / "spark_jobs")
+    assert sorted(p.name for p in staged.iterdir()) == sorted(
+        ["jhu_daily_reports.py", "tweets.py", "weekly_tweets_vs_cases.py", "lib.zip", "reference"])
+    code = ("import runpy, sys; sys.path.insert(0, sys.argv[1]); sys.argv = [sys.argv[2], '--help'];"
+            "runpy.run_path(sys.argv[0], run_name='__main__')")
+    for script in ("jhu_daily_reports.py", "tweets.py", "weekly_tweets_vs_cases.py"):
+        result = subprocess.run([sys.executable, "-c", code, str(staged / "lib.zip"), str(staged / script)],
+                                capture_output=True, text=True, env={**os.environ, "PYTHONPATH": ""}, cwd=tmp_path)
+        assert result.returncode == 0 and "--summary-uri" in result.stdout, (script, result.stderr[-2000:])
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); import jhu.transform, spark_common.summary;"
+            "print(jhu.transform.__file__, spark_common.summary.__file__)")
+    imported = subprocess.run([sys.executable, "-c", code, str(staged / "lib.zip")], capture_output=True, text=True,
+                              check=True, env={**os.environ, "PYTHONPATH": ""}, cwd=tmp_path).stdout
+    assert imported.count(str(staged / "lib.zip")) == 2
 
 
 @pytest.fixture

@@ -13,6 +13,6 @@ RUN pip install --no-cache-dir --disable-pip-version-check -r requirements-dev.t
 
 # The source (local/, spark_jobs/, lambdas/, infra/, plugins/) is mounted at run time, so edits apply
 # on restart without a rebuild.
-ENV PYTHONPATH=/opt/covid19-lake:/opt/covid19-lake/plugins:/opt/covid19-lake/spark_jobs \
+ENV PYTHONPATH=/opt/covid19-lake:/opt/covid19-lake/plugins \
     PYTHONUNBUFFERED=1 \
     HOME=/tmp

@@ -22,6 +22,8 @@ from covid19_lake import lake as lake_paths
 CLUSTER_LOOKUP_STATES = ["STARTING", "BOOTSTRAPPING", "RUNNING", "WAITING"]
 # A step in one of these states is (or will be) doing the work: adding it again would duplicate it.
 LIVE_OR_DONE_STEP_STATES = ["PENDING", "RUNNING", "COMPLETED"]
+# The Spark jobs' packages (spark_common, jhu) as one zip under spark_jobs_uri (infra.package.SPARK_LIBRARY).
+SPARK_LIBRARY = "lib.zip"
 
 
 def step_name(job_name: str, first: str, last: str, dag_id: str, run_id: str) -> str:
@@ -44,7 +46,8 @@ def spark_submit_step(
     deploy_mode: str = "cluster",
     action_on_failure: str = "CONTINUE",
 ) -> dict[str, Any]:
-    """A command-runner.jar spark-submit step; spark_common.py ships with --py-files."""
+    """A command-runner.jar spark-submit step of a job script; the jobs' packages ship with --py-files as
+    lib.zip (infra/package.py builds and uploads it next to the scripts)."""
     return {
         "Name": name,
         # CONTINUE: one job's failure must not cancel other jobs' steps on a shared cluster.
@@ -54,7 +57,7 @@ def spark_submit_step(
             "Args": [
                 "spark-submit",
                 "--deploy-mode", deploy_mode,
-                "--py-files", lake_paths.join(spark_jobs_uri, "spark_common.py"),
+                "--py-files", lake_paths.join(spark_jobs_uri, SPARK_LIBRARY),
                 lake_paths.join(spark_jobs_uri, script),
                 *job_args,
             ],

@@ -6,7 +6,7 @@ created date those hours feed; `weekly_tweets_vs_cases` claims ISO weeks by thei
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -44,14 +44,16 @@ def week_range(start: str | None, end: str | None) -> list[str]:
     return [(first + timedelta(weeks=i)).isoformat() for i in range(count)]
 
 
-def tweets_arguments(cfg: Config, hours: list[str], summary: str) -> list[str]:
-    return ["--lake", cfg.lake.uri, "--start-hour", min(hours), "--end-hour", max(hours),
-            "--reference-uri", lake_paths.join(cfg.lake.spark_jobs_uri, "reference"), "--summary-uri", summary]
+def range_arguments(start_option: str, end_option: str) -> Callable[[Config, list[str], str], list[str]]:
+    """A SparkJob's arguments for a job that takes its claimed keys as a range (the first and the last)."""
+    def arguments(cfg: Config, keys: list[str], summary: str) -> list[str]:
+        return ["--lake", cfg.lake.uri, start_option, min(keys), end_option, max(keys),
+                "--reference-uri", lake_paths.join(cfg.lake.spark_jobs_uri, "reference"), "--summary-uri", summary]
+    return arguments
 
 
-def weekly_arguments(cfg: Config, weeks: list[str], summary: str) -> list[str]:
-    return ["--lake", cfg.lake.uri, "--start-date", min(weeks), "--end-date", max(weeks),
-            "--reference-uri", lake_paths.join(cfg.lake.spark_jobs_uri, "reference"), "--summary-uri", summary]
+tweets_arguments = range_arguments("--start-hour", "--end-hour")  # arrival hours YYYY-MM-DDTHH
+weekly_arguments = range_arguments("--start-date", "--end-date")  # the weeks' Mondays
 
 
 def written_dates(keys: Sequence[str], summary: dict[str, Any] | None) -> list[str]:
