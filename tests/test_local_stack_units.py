@@ -35,6 +35,32 @@ def test_spark_submit_drops_yarn_and_cluster_mode_and_makes_paths_local(tmp_path
     assert command[-3:] == [str(tmp_path / "job.py"), "--lake", "file:///lake"]
 
 
+def test_a_step_of_the_spark_jobs_folder_runs_the_staged_upload_with_lib_zip_and_nothing_else(tmp_path):
+    from infra.package import stage_spark_jobs
+
+    repo_jobs = Path(__file__).resolve().parent.parent / "spark_jobs"
+    staged = []
+
+    def stage() -> Path:
+        staged.append(stage_spark_jobs(repo_jobs, tmp_path / "staged"))
+        return staged[-1]
+
+    (tmp_path / "other.py").write_text("print(1)")
+    command = build_spark_submit(
+        ["spark-submit", "--py-files", f"{repo_jobs}/lib.zip", f"{repo_jobs}/jhu_daily_reports.py", "--lake", "x"],
+        spark_jobs_dir=repo_jobs, master="local[1]", spark_submit=Path("spark-submit"), stage=stage)
+    assert len(staged) == 1  # one copy per step
+    assert command[command.index("--py-files") + 1] == str(tmp_path / "staged" / "lib.zip")
+    assert command[-3:] == [str(tmp_path / "staged" / "jhu_daily_reports.py"), "--lake", "x"]
+    # a script outside the folder runs where it is; a module that ships only inside lib.zip is no script
+    outside = build_spark_submit(["spark-submit", str(tmp_path / "other.py")], spark_jobs_dir=repo_jobs,
+                                 master="local[1]", spark_submit=Path("spark-submit"), stage=stage)
+    assert outside[-1] == str(tmp_path / "other.py") and len(staged) == 1
+    with pytest.raises(StepRejected, match="does not exist"):
+        build_spark_submit(["spark-submit", f"{repo_jobs}/jhu/transform.py"], spark_jobs_dir=repo_jobs,
+                           master="local[1]", spark_submit=Path("spark-submit"), stage=stage)
+
+
 @pytest.mark.parametrize("args, expected", [
     (["spark-submit", "s3://bucket/jobs/job.py"], "S3 URI"),
     (["spark-submit", "--py-files", "s3://b/common.py", "job.py"], "S3 URI"),
