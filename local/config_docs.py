@@ -32,7 +32,7 @@ AWS, the network or the metadata database while a DAG file is parsed.
 ## The `{key}` Airflow Variable (JSON, read by tasks at run time)
 
 On MWAA the stack writes the whole Variable to Secrets Manager (`<project>/airflow/variables/{key}`,
-resource `AirflowConfigVariable` in `infra/covid19-lake.yaml`), from its own resources: the lake bucket,
+resource `AirflowLakeVariable` in `infra/covid19-lake.yaml`), from its own resources: the lake bucket,
 the job table, the Glue database, the EMR roles, security configuration and subnet, the Firehose stream,
 the Athena workgroup and the dashboard's site bucket; MWAA's Secrets Manager backend serves it. Every
 deploy regenerates it: change the template, not the secret. With `DeploymentTarget=local` the template
@@ -164,7 +164,7 @@ def _aws_example(module: Any) -> str:
     pseudo = {"AWS::Region": "us-east-1", "AWS::AccountId": "123456789012", "AWS::Partition": "aws",
               "AWS::StackName": "covid19-lake", "AWS::URLSuffix": "amazonaws.com"}
     resolver = Resolver(template, parameters, pseudo, lambda lid: f"…-{lid}", lambda lid, att: f"…-{lid}.{att}")
-    secret = resolver.resolve(template["Resources"]["AirflowConfigVariable"]["Properties"]["SecretString"])
+    secret = resolver.resolve(template["Resources"]["AirflowLakeVariable"]["Properties"]["SecretString"])
     value = json.loads(secret)
     module.Config.from_mapping(value)  # the example is a valid Variable
     overrides = value["emr"]["job_flow_overrides"]

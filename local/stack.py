@@ -59,7 +59,7 @@ X_API_CONN_ID = "x_api"
 TWEETS_CHECKPOINT_VARIABLE = "tweets_ingest_checkpoint"
 # The Airflow Variable covid19_lake: the template's secret (its name is this output), given to Airflow as
 # AIRFLOW_VAR_COVID19_LAKE.
-VARIABLE_SECRET_OUTPUT = "AirflowConfigVariableSecretName"
+VARIABLE_SECRET_OUTPUT = "AirflowLakeVariableSecretName"
 AIRFLOW_VARIABLE_ENV = "AIRFLOW_VAR_COVID19_LAKE"
 
 

@@ -173,7 +173,7 @@ def test_mwaa_environment(main: dict[str, Any]) -> None:
     # connection x_api resolves to the secret the template creates for it
     x_api = main["Resources"]["XApiConnectionSecret"]["Properties"]["Name"]["Fn::Sub"].replace("${ProjectName}", "p")
     assert x_api == f"{kwargs['connections_prefix']}/x_api"
-    assert _secret_name(main, "AirflowConfigVariable") == f"{kwargs['variables_prefix']}/covid19_lake"
+    assert _secret_name(main, "AirflowLakeVariable") == f"{kwargs['variables_prefix']}/covid19_lake"
     for path, version in (("RequirementsS3Path", "RequirementsS3ObjectVersion"),
                           ("PluginsS3Path", "PluginsS3ObjectVersion"),
                           ("StartupScriptS3Path", "StartupScriptS3ObjectVersion")):
@@ -208,7 +208,7 @@ def test_mwaa_reads_only_the_airflow_secrets(main: dict[str, Any]) -> None:
     assert len(secretsmanager) == 1
     readable = {lid for lid in _resources(main, "AWS::SecretsManager::Secret")
                 if any(fnmatch(_secret_name(main, lid), p) for p in patterns)}
-    assert readable == {"XApiConnectionSecret", "AirflowConfigVariable"}
+    assert readable == {"XApiConnectionSecret", "AirflowLakeVariable"}
     # The webhook URLs are the notifier's alone.
     notifier = _sids(main, "NotifierRole")["Webhooks"]
     assert notifier["Resource"] == {"Ref": "WebhooksSecret"}
@@ -342,8 +342,8 @@ def _variable(main: dict[str, Any], target: str) -> dict[str, Any]:
               "AWS::StackName": PROJECT, "AWS::URLSuffix": "amazonaws.com"}
     resolver = Resolver(main, parameter_values(main, given), pseudo, lambda lid: f"x-{lid}",
                         lambda lid, attribute: f"x-{lid}.{attribute}")
-    secret = main["Resources"]["AirflowConfigVariable"]["Properties"]["SecretString"]
-    return json.loads(resolver.resolve(secret, "AirflowConfigVariable.SecretString"))
+    secret = main["Resources"]["AirflowLakeVariable"]["Properties"]["SecretString"]
+    return json.loads(resolver.resolve(secret, "AirflowLakeVariable.SecretString"))
 
 
 def test_the_stack_writes_the_one_variable_from_its_own_resources_on_aws(main: dict[str, Any]) -> None:
@@ -371,7 +371,7 @@ def test_the_stack_writes_the_one_variable_from_its_own_resources_on_aws(main: d
 def test_the_local_target_writes_the_same_variable_for_the_local_stack(main: dict[str, Any]) -> None:
     from covid19_lake.config import Config
 
-    resource = main["Resources"]["AirflowConfigVariable"]
+    resource = main["Resources"]["AirflowLakeVariable"]
     assert "Condition" not in resource  # both targets: the local stack reads this secret
     config = Config.from_mapping(_variable(main, "local"))
     assert (config.lake.uri, config.lake.spark_jobs_uri) == ("file:///srv/lake", "/srv/repo/spark_jobs")
@@ -379,8 +379,8 @@ def test_the_local_target_writes_the_same_variable_for_the_local_stack(main: dic
         "existing", PROJECT, "client")
     assert (config.analytics.engine, config.tweets.delivery_stream) == ("duckdb", "x-TweetsDeliveryStream")
     outputs = main["Outputs"]
-    assert "Condition" not in outputs["AirflowConfigVariableSecretName"]
-    assert outputs["AirflowConfigVariableSecretName"]["Value"] == resource["Properties"]["Name"]
+    assert "Condition" not in outputs["AirflowLakeVariableSecretName"]
+    assert outputs["AirflowLakeVariableSecretName"]["Value"] == resource["Properties"]["Name"]
 
 
 def _variable_reads() -> list[tuple[str, str]]:

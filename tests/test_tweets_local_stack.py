@@ -39,7 +39,7 @@ def test_the_stack_serves_the_x_api_and_firehose_lands_under_its_virtual_hour(lo
     assert connection == {"conn_type": "http", "host": base_url, "password": token}
     assert env["COVID19_LAKE_TWEETS_INGEST_SCHEDULE"] == "none"
     # The secret the template wrote is the Variable Airflow gets (the stack added the stand-in's URL).
-    secret = stack.client("secretsmanager").get_secret_value(SecretId=stack.outputs["AirflowConfigVariableSecretName"])
+    secret = stack.client("secretsmanager").get_secret_value(SecretId=stack.outputs["AirflowLakeVariableSecretName"])
     assert json.loads(secret["SecretString"]) == variable == stack.airflow_variable
     assert settings["x_api_base_url"] == base_url and settings["sink"] == "firehose"
     assert settings["delivery_stream"] == stack.outputs["TweetsDeliveryStreamName"]
