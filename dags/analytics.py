@@ -8,26 +8,19 @@ when a task runs: the operators' templated fields call the `covid19_lake_config(
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 from airflow.providers.amazon.aws.operators.athena import AthenaOperator
 from airflow.sdk import DAG, task
 
 from covid19_lake import config
 from covid19_lake.analytics import tasks
 from covid19_lake.assets import JHU_DAILY_REPORTS, TWEET_DAILY_STATS, TWEETS
-
-default_args = {
-    "owner": "covid19-lake",
-    "retries": 2,
-    "retry_delay": timedelta(minutes=2),
-}
+from covid19_lake.dag_defaults import DEFAULT_ARGS
 
 with DAG(
     dag_id="analytics",
     description="Athena views over the processed tables and the dashboard's JSON extracts",
     schedule=(JHU_DAILY_REPORTS | TWEETS | TWEET_DAILY_STATS),
-    default_args=default_args,
+    default_args=DEFAULT_ARGS,
     catchup=False,
     max_active_runs=1,
     tags=["covid19-lake", "analytics", "athena", "dashboard"],

@@ -12,7 +12,7 @@ from datetime import date
 from airflow.sdk import DAG, Param, chain, task
 from airflow.sdk.exceptions import AirflowFailException
 
-from covid19_lake import config, jhu, jhu_source
+from covid19_lake import config, jhu_jobs, jhu_source
 from covid19_lake.assets import JHU_DAILY_REPORTS
 from covid19_lake.config import JHU_FIRST_DATE, JHU_LAST_DATE
 from covid19_lake.dag_defaults import DEFAULT_ARGS
@@ -49,7 +49,7 @@ with DAG(
         "force": Param(False, type="boolean", description="Reprocess dates that are already COMPLETED"),
         "refresh": Param(False, type="boolean", description="Download files again even if already landed"),
     },
-    tags=["covid19", "jhu", "emr", "backfill"],
+    tags=["covid19-lake", "jhu", "emr", "backfill"],
     doc_md=__doc__,
 ) as dag:
 
@@ -68,9 +68,9 @@ with DAG(
         return [days[i:i + LAND_BATCH] for i in range(0, len(days), LAND_BATCH)]
 
     # A batch that cannot land fails the run before any claim: its failure becomes the run's job record.
-    @task(on_failure_callback=failure_callback(jhu.SPARK_JOB, planned_dates=requested_dates))
+    @task(on_failure_callback=failure_callback(jhu_jobs.SPARK_JOB, planned_dates=requested_dates))
     def land_batch(days: list[str], **context) -> dict[str, list[str]]:
-        results = jhu.land_many(config.load(), [date.fromisoformat(d) for d in days],
+        results = jhu_jobs.land_many(config.load(), [date.fromisoformat(d) for d in days],
                                 refresh=bool(context["params"]["refresh"]))
         outcome: dict[str, list[str]] = {"landed": [], "present": [], "not_published": []}
         for result in results:
@@ -89,7 +89,7 @@ with DAG(
 
     outcomes = land_batch.expand(days=plan_batches())
     landed = landed_dates(outcomes)
-    spark = emr_spark_job(jhu.SPARK_JOB, landed, outlets=[JHU_DAILY_REPORTS], planned_dates=requested_dates)
+    spark = emr_spark_job(jhu_jobs.SPARK_JOB, landed, outlets=[JHU_DAILY_REPORTS], planned_dates=requested_dates)
     chain(
         # LAND: the missing files, in parallel batches
         landed,

@@ -14,7 +14,7 @@ from datetime import UTC, date, datetime, timedelta
 from airflow.sdk import DAG, CronTriggerTimetable, Param, PokeReturnValue, chain, task
 from airflow.sdk.exceptions import AirflowFailException
 
-from covid19_lake import config, jhu
+from covid19_lake import config, jhu_jobs
 from covid19_lake.assets import JHU_DAILY_REPORTS
 from covid19_lake.config import JHU_FIRST_DATE, ParseTimeSettings
 from covid19_lake.dag_defaults import DEFAULT_ARGS
@@ -39,7 +39,7 @@ with DAG(
     max_active_runs=4,
     default_args=DEFAULT_ARGS,
     params={"force": Param(False, type="boolean", description="Reprocess even if the date is COMPLETED")},
-    tags=["covid19", "jhu", "emr"],
+    tags=["covid19-lake", "jhu", "emr"],
     doc_md=__doc__,
 ) as dag:
 
@@ -53,8 +53,8 @@ with DAG(
         """Copy the day's file into the raw zone; wait while JHU has not published it."""
         day = report_date(context)
         try:
-            uri = jhu.land_or_wait(config.load(), day, datetime.now(UTC))
-        except jhu.NotPublishedInTime as error:
+            uri = jhu_jobs.land_or_wait(config.load(), day, datetime.now(UTC))
+        except jhu_jobs.NotPublishedInTime as error:
             raise AirflowFailException(str(error)) from error
         return PokeReturnValue(is_done=uri is not None, xcom_value=[day.isoformat()])
 
@@ -63,7 +63,7 @@ with DAG(
         return [report_date(context).isoformat()]
 
     landed = land_report()
-    spark = emr_spark_job(jhu.SPARK_JOB, landed, outlets=[JHU_DAILY_REPORTS], planned_dates=report_dates)
+    spark = emr_spark_job(jhu_jobs.SPARK_JOB, landed, outlets=[JHU_DAILY_REPORTS], planned_dates=report_dates)
     chain(
         # LAND: the day's file, once JHU has published it
         landed,

@@ -17,14 +17,14 @@ from datetime import UTC, datetime, timedelta
 
 from airflow.sdk import DAG, CronTriggerTimetable, task
 
-from covid19_lake import config, jhu, tweet_jobs
+from covid19_lake import config, jhu_jobs, tweets_jobs
 from covid19_lake.config import ParseTimeSettings
 from covid19_lake.dag_defaults import DEFAULT_ARGS
 from covid19_lake.job_table import JobTable
 from covid19_lake.spark_pipeline import StepLookup, emr_hook, settle_run_items, settle_stale
 
 settings = ParseTimeSettings.from_env()
-SPARK_JOBS = {job.name: job for job in (jhu.SPARK_JOB, tweet_jobs.TWEETS_JOB, tweet_jobs.WEEKLY_JOB)}
+SPARK_JOBS = {job.name: job for job in (jhu_jobs.SPARK_JOB, tweets_jobs.TWEETS_JOB, tweets_jobs.WEEKLY_JOB)}
 
 with DAG(
     dag_id="job_records_reconcile",
@@ -37,7 +37,7 @@ with DAG(
     # A safety net: it runs without anyone unpausing it.
     is_paused_upon_creation=False,
     default_args=DEFAULT_ARGS,
-    tags=["covid19", "job-table", "emr"],
+    tags=["covid19-lake", "job-table", "emr"],
     doc_md=__doc__,
 ) as dag:
 

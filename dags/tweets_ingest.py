@@ -11,15 +11,9 @@ from datetime import datetime, timedelta
 from airflow.sdk import DAG, task
 
 from covid19_lake.config import ParseTimeSettings
+from covid19_lake.dag_defaults import DEFAULT_ARGS
 
 settings = ParseTimeSettings.from_env()
-
-default_args = {
-    "owner": "covid19-lake",
-    "retries": 2,
-    "retry_delay": timedelta(minutes=2),
-    "retry_exponential_backoff": True,
-}
 
 with DAG(
     dag_id="tweets_ingest",
@@ -30,7 +24,7 @@ with DAG(
     # The since_id checkpoint assumes runs never overlap.
     max_active_runs=1,
     dagrun_timeout=timedelta(minutes=14),
-    default_args=default_args,
+    default_args=DEFAULT_ARGS,
     tags=["covid19-lake", "tweets", "ingest"],
 ) as dag:
 

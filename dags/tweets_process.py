@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 
 from airflow.sdk import DAG, CronDataIntervalTimetable, Param, PokeReturnValue, chain, task
 
-from covid19_lake import config, tweet_jobs
+from covid19_lake import config, tweets_jobs
 from covid19_lake import lake as lake_paths
 from covid19_lake.assets import TWEET_DAILY_STATS, TWEETS
 from covid19_lake.config import ParseTimeSettings
@@ -34,7 +34,7 @@ with DAG(
                                             "tweets, in one step (YYYY-MM-DDTHH), instead of the run's hour"),
             "end_hour": Param(None, type=["null", "string"], pattern=r"^\d{4}-\d{2}-\d{2}T\d{2}$",
                               description="Last arrival hour of the range (inclusive)")},
-    tags=["covid19", "tweets", "emr"],
+    tags=["covid19-lake", "tweets", "emr"],
     doc_md=__doc__,
 ) as dag:
 
@@ -47,7 +47,7 @@ with DAG(
         lake = Lake(cfg.lake.aws_conn_id)
         params = context["params"]
         if params.get("start_hour") or params.get("end_hour"):
-            hours = tweet_jobs.hour_range(params.get("start_hour"), params.get("end_hour"))
+            hours = tweets_jobs.hour_range(params.get("start_hour"), params.get("end_hour"))
         else:
             hours = [context["data_interval_start"]]
         present = [f"{h:%Y-%m-%dT%H}" for h in hours
@@ -59,7 +59,7 @@ with DAG(
         return [f"{context['data_interval_start']:%Y-%m-%dT%H}"]
 
     hours = wait_for_hour()
-    spark = emr_spark_job(tweet_jobs.TWEETS_JOB, hours, outlets=[TWEETS, TWEET_DAILY_STATS],
+    spark = emr_spark_job(tweets_jobs.TWEETS_JOB, hours, outlets=[TWEETS, TWEET_DAILY_STATS],
                           planned_dates=planned_hours)
     chain(
         # WAIT: the hour's raw tweets

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 
 from airflow.sdk import DAG, CronDataIntervalTimetable, Param, chain, task
 
-from covid19_lake import tweet_jobs
+from covid19_lake import tweets_jobs
 from covid19_lake.dag_defaults import DEFAULT_ARGS
 from covid19_lake.spark_pipeline import emr_spark_job
 
@@ -28,7 +28,7 @@ with DAG(
                                             "the run's week"),
             "end_week": Param(None, type=["null", "string"], format="date",
                               description="Monday of the last week (inclusive)")},
-    tags=["covid19", "tweets", "jhu", "emr"],
+    tags=["covid19-lake", "tweets", "jhu", "emr"],
     doc_md=__doc__,
 ) as dag:
 
@@ -36,11 +36,11 @@ with DAG(
     def week(**context) -> list[str]:
         params = context["params"]
         if params.get("start_week") or params.get("end_week"):
-            return tweet_jobs.week_range(params.get("start_week"), params.get("end_week"))
+            return tweets_jobs.week_range(params.get("start_week"), params.get("end_week"))
         return [context["data_interval_start"].date().isoformat()]
 
     weeks = week()
-    spark = emr_spark_job(tweet_jobs.WEEKLY_JOB, weeks)
+    spark = emr_spark_job(tweets_jobs.WEEKLY_JOB, weeks)
     chain(
         weeks,
         # SETUP: the EMR cluster, found by name or created for this run

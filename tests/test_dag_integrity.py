@@ -67,10 +67,14 @@ def test_each_file_imports_in_under_a_second(dagbag, dag_file):
 def test_one_dag_per_file_with_owner_tags_retries_and_no_cycles(dagbag):
     from airflow.utils.dag_cycle_tester import check_cycle
 
+    from covid19_lake.dag_defaults import DEFAULT_ARGS
+
     per_file: dict[str, list[str]] = {}
     for dag_id, dag in dagbag.dags.items():
         per_file.setdefault(Path(dag.fileloc).name, []).append(dag_id)
-        assert dag.tags, f"{dag_id} has no tags"
+        # One project tag (the UI's filter for all of them) and the defaults from one place.
+        assert "covid19-lake" in dag.tags, f"{dag_id} tags {sorted(dag.tags)} lack 'covid19-lake'"
+        assert DEFAULT_ARGS.items() <= dag.default_args.items(), f"{dag_id} does not use dag_defaults.DEFAULT_ARGS"
         check_cycle(dag)
         for task in dag.tasks:
             assert task.owner and task.owner != "airflow", f"{dag_id}.{task.task_id} has no owner"

@@ -10,7 +10,7 @@ from typing import ClassVar
 
 import pytest
 
-from covid19_lake import jhu, jhu_source
+from covid19_lake import jhu_jobs, jhu_source
 from covid19_lake.config import JHU_GITHUB_URL, Config
 from covid19_lake.lake import Lake
 from tests.variable import config as make_config
@@ -73,7 +73,7 @@ def test_http_source_lands_bytes_unchanged_and_once(tmp_path, github):
 
 
 def test_mirror_directory_works_like_github(tmp_path, jhu_mirror):
-    results = jhu.land_many(config(tmp_path, jhu_mirror.as_uri()), [date(2020, 3, d) for d in range(1, 11)])
+    results = jhu_jobs.land_many(config(tmp_path, jhu_mirror.as_uri()), [date(2020, 3, d) for d in range(1, 11)])
     assert [r.status for r in results] == ["landed"] * 10
     for result in results:
         day = date.fromisoformat(result.report_date)
@@ -85,18 +85,18 @@ def test_waits_inside_the_window_and_fails_clearly_after_it(tmp_path, github):
     FakeGitHub.files = {}
     cfg = config(tmp_path, github)
     day = date(2023, 3, 10)
-    assert jhu.land_or_wait(cfg, day, datetime(2023, 3, 12, 23, 0, tzinfo=UTC)) is None
-    with pytest.raises(jhu.NotPublishedInTime, match=r"03-10-2023\.csv was not published at http://127\.0\.0\.1"):
-        jhu.land_or_wait(cfg, day, datetime(2023, 3, 13, 0, 0, tzinfo=UTC))
+    assert jhu_jobs.land_or_wait(cfg, day, datetime(2023, 3, 12, 23, 0, tzinfo=UTC)) is None
+    with pytest.raises(jhu_jobs.NotPublishedInTime, match=r"03-10-2023\.csv was not published at http://127\.0\.0\.1"):
+        jhu_jobs.land_or_wait(cfg, day, datetime(2023, 3, 13, 0, 0, tzinfo=UTC))
     FakeGitHub.files = {"03-10-2023.csv": b"FIPS,Admin2\n"}
-    assert jhu.land_or_wait(cfg, day, datetime(2023, 3, 13, 0, 0, tzinfo=UTC)).endswith("03-10-2023.csv")
+    assert jhu_jobs.land_or_wait(cfg, day, datetime(2023, 3, 13, 0, 0, tzinfo=UTC)).endswith("03-10-2023.csv")
 
 
 def test_spark_arguments_name_only_the_claimed_dates_when_there_are_gaps():
     cfg = make_config("s3://lake", "s3://artifacts/spark_jobs")
-    contiguous = jhu.spark_arguments(cfg, ["2020-03-02", "2020-03-01"], "s3://lake/s.json")
+    contiguous = jhu_jobs.spark_arguments(cfg, ["2020-03-02", "2020-03-01"], "s3://lake/s.json")
     assert contiguous == ["--lake", "s3://lake", "--start-date", "2020-03-01", "--end-date", "2020-03-02",
                           "--country-mapping", "s3://artifacts/spark_jobs/reference/jhu_country_mapping.csv",
                           "--summary-uri", "s3://lake/s.json"]
-    gappy = jhu.spark_arguments(cfg, ["2020-03-01", "2020-03-05"], "s3://lake/s.json")
+    gappy = jhu_jobs.spark_arguments(cfg, ["2020-03-01", "2020-03-05"], "s3://lake/s.json")
     assert gappy[6:8] == ["--only-dates", "2020-03-01,2020-03-05"]

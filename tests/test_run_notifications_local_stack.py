@@ -14,14 +14,14 @@ from pathlib import Path
 
 import pytest
 
-from covid19_lake import config, jhu, job_table, run_records, spark_pipeline
+from covid19_lake import config, jhu_jobs, job_table, run_records, spark_pipeline
 from covid19_lake.job_table import JobTable, RunInfo
 from local import airflow_local
 from local.webhook_sink import count_messages, read_sink_log
 from tests.stack_queries import job_record
 
 pytestmark = pytest.mark.stack
-JOB = jhu.JOB_NAME
+JOB = jhu_jobs.JOB_NAME
 DESTINATIONS = ("chime", "slack", "teams")
 _PER_DATE_TITLE = re.compile(r": jhu_daily_reports for (\d{4}-\d{2}-\d{2})(?!\.\.)")
 
@@ -126,7 +126,7 @@ def test_partly_failed_40_date_backfill_posts_three_messages_per_destination_nam
     assert not records.submitted(JOB, owner, days, cluster_id=item["cluster_id"])
     assert not records.running(JOB, owner, days, job_table.utc_now())
     with pytest.raises(Exception, match="3 of 40 dates failed"):  # record_results' retry (try 3)
-        spark_pipeline.record_run_results(cfg, jhu.SPARK_JOB, RunInfo("jhu_backfill", run.run_id, 3),
+        spark_pipeline.record_run_results(cfg, jhu_jobs.SPARK_JOB, RunInfo("jhu_backfill", run.run_id, 3),
                                           item["cluster_id"], item["step_id"], days,
                                           spark_pipeline.emr_hook(cfg), step_timeout=timedelta(hours=6),
                                           run_item=True)
@@ -200,14 +200,14 @@ def test_a_crashed_claim_fails_its_claimed_dates_and_run_item_once(airflow):
                            run_item=name).action == "claim"
     skip = sink_length(stack)
     reason = "spark_job.claim failed: ClientError: ProvisionedThroughputExceededException"
-    outcome = spark_pipeline.record_airflow_failure(cfg, jhu.SPARK_JOB, run, days, reason)
+    outcome = spark_pipeline.record_airflow_failure(cfg, jhu_jobs.SPARK_JOB, run, days, reason)
     assert outcome == {"dates": days, "run_item": name, "reported": True}
     for day in days:
         record = job_record(stack, day)
         assert record["status"] == "FAILED" and record["error"] == reason and record["run_item"] == name
     versions = {day: job_record(stack, day)["version"] for day in days}
     # The callback again (a rerun of the failed task's callback): nothing is written.
-    assert spark_pipeline.record_airflow_failure(cfg, jhu.SPARK_JOB, run, days, reason)["reported"] is False
+    assert spark_pipeline.record_airflow_failure(cfg, jhu_jobs.SPARK_JOB, run, days, reason)["reported"] is False
     assert {day: job_record(stack, day)["version"] for day in days} == versions
     item = run_item(stack, days, "jhu_backfill", run.run_id)
     assert item["status"] == "FAILED" and item["error"] == reason and int(item["dates_failed"]) == 3

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 
-from covid19_lake import jhu, run_records, spark_pipeline
+from covid19_lake import jhu_jobs, run_records, spark_pipeline
 from covid19_lake.job_table import RunInfo, failure_decision
 from local.webhook_sink import count_messages, post_status
 
@@ -32,10 +32,10 @@ def test_a_failure_before_any_step_takes_only_the_dates_no_run_holds():
 
 def test_the_claim_plans_a_run_item_only_for_two_claimable_dates_or_more():
     def plan(items, force=False):
-        return spark_pipeline.planned_run_item(jhu.SPARK_JOB, RUN, items, force=force,
+        return spark_pipeline.planned_run_item(jhu_jobs.SPARK_JOB, RUN, items, force=force,
                                                claim_timeout=timedelta(minutes=30),
                                                step_state=lambda c, s: None, now=NOW)
-    name = run_records.run_item_name(jhu.JOB_NAME, RUN)
+    name = run_records.run_item_name(jhu_jobs.JOB_NAME, RUN)
     assert plan({"2020-03-01": None, "2020-03-02": record("FAILED")}) == name
     completed = {"2020-03-01": None, "2020-03-02": record("COMPLETED")}
     assert plan(completed) is None  # one date will run: its own record reports it

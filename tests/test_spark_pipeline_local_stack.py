@@ -12,13 +12,13 @@ import boto3
 import pytest
 from airflow.sdk.exceptions import AirflowFailException
 
-from covid19_lake import config, jhu, job_table, spark_pipeline
+from covid19_lake import config, jhu_jobs, job_table, spark_pipeline
 from covid19_lake.job_table import JobTable, RunInfo
 from local import airflow_local
 from tests.stack_queries import glue_partitions, job_record, processed_rows, steps
 
 pytestmark = pytest.mark.stack
-JOB = jhu.JOB_NAME
+JOB = jhu_jobs.JOB_NAME
 TIMEOUT = timedelta(minutes=30)
 
 
@@ -167,7 +167,7 @@ def test_submit_step_cancels_its_step_when_a_date_was_taken_over(airflow):
                        step_state=lambda c, s: None).action == "claim"
     before = len(steps(stack))
     with pytest.raises(AirflowFailException, match=f"claimed by another run.*{taken}"):
-        spark_pipeline.submit_step(cfg, jhu.SPARK_JOB, run_x, cluster, [mine, taken], spark_pipeline.emr_hook(cfg))
+        spark_pipeline.submit_step(cfg, jhu_jobs.SPARK_JOB, run_x, cluster, [mine, taken], spark_pipeline.emr_hook(cfg))
     added = steps(stack)[: len(steps(stack)) - before]
     assert len(added) == 1
     stack.wait_for(lambda: step_state(stack, added[0]["Id"]) == "CANCELLED", timeout=60, message="the cancel")
@@ -193,15 +193,15 @@ def test_results_of_a_running_step_wait_for_its_end_unless_it_passed_the_time_li
         table.mark_running(day, JOB, run, job_table.utc_now())
         hook = spark_pipeline.emr_hook(cfg)
         with pytest.raises(AirflowFailException, match="still RUNNING: its 1 dates stay RUNNING"):
-            spark_pipeline.record_run_results(cfg, jhu.SPARK_JOB, run, cluster, holding, [day], hook,
+            spark_pipeline.record_run_results(cfg, jhu_jobs.SPARK_JOB, run, cluster, holding, [day], hook,
                                               step_timeout=timedelta(hours=6))
         assert job_record(stack, day)["status"] == "RUNNING"
         # Without the step id (add_step's XCom lost), the step recorded on the date is the one asked about.
         with pytest.raises(AirflowFailException, match=f"step {holding} is still RUNNING"):
-            spark_pipeline.record_run_results(cfg, jhu.SPARK_JOB, run, None, None, [day], hook,
+            spark_pipeline.record_run_results(cfg, jhu_jobs.SPARK_JOB, run, None, None, [day], hook,
                                               step_timeout=timedelta(hours=6))
         with pytest.raises(AirflowFailException, match="1 of 1 dates failed"):
-            spark_pipeline.record_run_results(cfg, jhu.SPARK_JOB, run, cluster, holding, [day], hook,
+            spark_pipeline.record_run_results(cfg, jhu_jobs.SPARK_JOB, run, cluster, holding, [day], hook,
                                               step_timeout=timedelta(0))
         record = job_record(stack, day)
         assert record["status"] == "FAILED" and "ran longer than the step time limit" in record["error"]

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from covid19_lake import tweet_jobs
+from covid19_lake import tweets_jobs
 from local import airflow_local
 from tests.test_jhu_dags_local_stack import job_record, steps
 from tests.test_tweets_spark import build_lake
@@ -40,11 +40,11 @@ def test_whole_run_results_fail_every_key_when_a_date_failed():
     summary = {"dates": {"2021-03-02": {"status": "COMPLETED", "rows_written": 5},
                          "2021-03-01": {"status": "FAILED", "error": "AnalysisException: bad path"}},
                "totals": {"rows_written": 5, "rows_quarantined": 1}}
-    results = tweet_jobs.whole_run_results(["2021-03-02T18"], summary, None)
+    results = tweets_jobs.whole_run_results(["2021-03-02T18"], summary, None)
     assert results["2021-03-02T18"]["status"] == "FAILED"
     assert results["2021-03-02T18"]["error"] == "2021-03-01: AnalysisException: bad path"
-    assert tweet_jobs.written_dates(["2021-03-02T18"], summary) == ["2021-03-02"]
+    assert tweets_jobs.written_dates(["2021-03-02T18"], summary) == ["2021-03-02"]
     step = {"Id": "s-1", "Status": {"State": "FAILED", "FailureDetails": {"Reason": "boom"}}}
-    assert tweet_jobs.whole_run_results(["k"], None, step)["k"]["error"] == "EMR step s-1 FAILED: boom"
+    assert tweets_jobs.whole_run_results(["k"], None, step)["k"]["error"] == "EMR step s-1 FAILED: boom"
     ok = {"dates": {"2021-03-02": {"status": "NO_INPUT"}}, "totals": {"rows_written": 0}}
-    assert tweet_jobs.whole_run_results(["k"], ok, None)["k"]["status"] == "COMPLETED"
+    assert tweets_jobs.whole_run_results(["k"], ok, None)["k"]["status"] == "COMPLETED"

@@ -11,7 +11,7 @@ One schema for all jobs (docs/architecture.md, "The job summary"):
 
 A key of `dates` is what the job rebuilt: a report date (JHU), a created date (tweets) or a week's Monday
 (weekly). The Airflow side reads each date's status, rows and error (spark_pipeline.final_statuses,
-tweet_jobs.whole_run_results); the exit code is 1 when `dates_failed` > 0.
+tweets_jobs.whole_run_results); the exit code is 1 when `dates_failed` > 0.
 """
 
 from __future__ import annotations
