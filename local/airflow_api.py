@@ -13,6 +13,8 @@ from typing import Any
 
 import httpx
 
+from local import processes
+
 FINISHED_RUN_STATES = frozenset({"success", "failed"})
 FINISHED_TASK_STATES = frozenset({"success", "failed", "skipped", "upstream_failed", "removed"})
 
@@ -105,14 +107,7 @@ class AirflowApi:
             time.sleep(interval)
 
     def wait_for(self, predicate: Callable[[], Any], timeout: float, message: str, interval: float = 0.5) -> Any:
-        deadline = time.monotonic() + timeout
-        while True:
-            value = predicate()
-            if value:
-                return value
-            if time.monotonic() >= deadline:
-                raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {message}")
-            time.sleep(interval)
+        return processes.wait_for(predicate, timeout=timeout, interval=interval, message=message)
 
     # -- backfills -----------------------------------------------------------------------------------------
     def create_backfill(self, dag_id: str, from_date: datetime, to_date: datetime, **options: Any) -> dict[str, Any]:

@@ -31,6 +31,7 @@ from local import config as stack_config
 from local.airflow_api import AirflowApi
 from local.postgres import STATE_FILE as POSTGRES_STATE_FILE
 from local.postgres import LocalPostgres
+from local.processes import group_alive, pid_alive
 
 COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
 HEALTH_KEYS = {"scheduler": "scheduler", "dag-processor": "dag_processor", "triggerer": "triggerer"}
@@ -109,7 +110,7 @@ class AirflowServer:
         return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
 
     def alive(self) -> dict[str, bool]:
-        return {name: _alive(pid) for name, pid in self._pids().items()}
+        return {name: pid_alive(pid) for name, pid in self._pids().items()}
 
     def password(self) -> str:
         path = self.home / PASSWORDS_FILE
@@ -202,7 +203,7 @@ class AirflowServer:
                 os.killpg(pid, signal.SIGTERM)
         began = time.monotonic()
         signalled_again = False
-        while any(_group_alive(pid) for pid in pids.values()) and time.monotonic() < began + timeout:
+        while any(group_alive(pid) for pid in pids.values()) and time.monotonic() < began + timeout:
             if not signalled_again and time.monotonic() >= began + SECOND_SIGNAL_AFTER_SECONDS:
                 # The scheduler's LocalExecutor waits for running tasks ("Signal again if you don't want to
                 # wait"): a sensor poking for hours would hold `down` until SIGKILL.
@@ -227,37 +228,6 @@ def expected_dag_ids() -> set[str]:
     patterns = ignored.read_text().split() if ignored.exists() else []
     return {p.stem for p in (airflow_local.REPO_ROOT / "dags").glob("*.py")
             if not any(pattern in p.name for pattern in patterns)}
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    with suppress(OSError, IndexError):
-        return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][0] != "Z"
-    return True
-
-
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except (ProcessLookupError, PermissionError):
-        return False
-    return _alive(pgid) or any(_in_group(p, pgid) for p in _all_pids())
-
-
-def _all_pids() -> list[int]:
-    return [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit()]
-
-
-def _in_group(pid: int, pgid: int) -> bool:
-    with suppress(OSError, IndexError, ValueError):
-        fields = Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1].split()
-        return int(fields[2]) == pgid and fields[0] != "Z"
-    return False
 
 
 def _tail(path: Path, lines: int = 30) -> str:

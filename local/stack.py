@@ -29,13 +29,14 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
-from local import config
+from local import config, processes
 from local.cfn import TemplateError, load_template
 from local.deploy import Deployment, deploy
 from local.emr_runner import EmrStepRunner
 from local.firehose_mirror import FirehoseMirror, delivery_prefixes
+from local.processes import pid_alive
 from local.stream_bridge import EventSourceConfig, StreamBridge
 from local.template_lambdas import (
     deployed_on_aws,
@@ -48,7 +49,6 @@ from local.webhook_sink import WebhookSink
 from local.x_api import XApiStandIn
 
 log = logging.getLogger("local.stack")
-T = TypeVar("T")
 
 StreamHandlerSpec = str | dict[str, Any]
 _CLIENT_LOCK = threading.Lock()
@@ -242,19 +242,7 @@ class _StackClient:
                 # The stand-in's clock is virtual: tweets_ingest runs when triggered (the demo, the UI).
                 "COVID19_LAKE_TWEETS_INGEST_SCHEDULE": "none"}
 
-    @staticmethod
-    def wait_for(
-        predicate: Callable[[], T], timeout: float = 30.0, interval: float = 0.1, message: str = "condition"
-    ) -> T:
-        """Poll ``predicate`` until it returns something truthy; return it, or raise TimeoutError."""
-        deadline = time.monotonic() + timeout
-        while True:
-            value = predicate()
-            if value:
-                return value
-            if time.monotonic() >= deadline:
-                raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {message}")
-            time.sleep(interval)
+    wait_for = staticmethod(processes.wait_for)
 
 
 class LocalStack(_StackClient):
@@ -663,19 +651,6 @@ def _handler_name(spec: Any) -> str:
     return handler if isinstance(handler, str) else getattr(handler, "__qualname__", repr(handler))
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie has exited; only its parent has not collected it yet
-        return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][0] != "Z"
-    except (OSError, IndexError):
-        return True
-
-
 def _cmdline(pid: int) -> str:
     try:
         return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
@@ -685,7 +660,7 @@ def _cmdline(pid: int) -> str:
 
 def _is_our_daemon(pid: int) -> bool:
     """Guards against pid reuse: only a process running this module's ``serve`` is ours."""
-    if not _pid_alive(pid):
+    if not pid_alive(pid):
         return False
     cmdline = _cmdline(pid)
     return "local.stack" in cmdline and " serve" in cmdline if cmdline else True
@@ -755,9 +730,9 @@ def stop_daemon(state_dir: Path, timeout: float = 60.0) -> bool:
     record = config.read_stack_file(state_dir) or {}
     os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
-    while _pid_alive(pid) and time.monotonic() < deadline:
+    while pid_alive(pid) and time.monotonic() < deadline:
         time.sleep(0.1)
-    if _pid_alive(pid):
+    if pid_alive(pid):
         log.error("the local stack (pid %s) ignored SIGTERM; killing it and its steps", pid)
         os.kill(pid, signal.SIGKILL)
         for step_pid in record.get("emr_step_pids", []):

@@ -12,6 +12,7 @@ import pytest
 
 from local import airflow_server
 from local.postgres import LocalPostgres
+from local.processes import all_pids, in_group
 
 # A component stand-in: a process group whose leader has a child, as a worker has task processes.
 COMPONENT = ("import subprocess, sys, time\n"
@@ -20,7 +21,7 @@ COMPONENT = ("import subprocess, sys, time\n"
 
 
 def group_members(pgid: int) -> list[int]:
-    return [pid for pid in airflow_server._all_pids() if airflow_server._in_group(pid, pgid)]
+    return [pid for pid in all_pids() if in_group(pid, pgid)]
 
 
 def test_down_stops_every_component_group_its_children_and_postgres(tmp_path):

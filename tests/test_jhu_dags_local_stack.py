@@ -9,10 +9,17 @@ import os
 from datetime import UTC, datetime
 from pathlib import Path
 
-import pyarrow.parquet as pq
 import pytest
 
 from local import airflow_local
+from tests.stack_queries import (
+    glue_partitions,
+    job_record,
+    notifications,
+    processed_rows,
+    steps,
+    wait_for_notifications,
+)
 
 pytestmark = pytest.mark.stack
 JOB = "jhu_daily_reports"
@@ -21,48 +28,6 @@ JOB = "jhu_daily_reports"
 @pytest.fixture
 def airflow(airflow_on_local_stack):
     return airflow_on_local_stack
-
-
-def job_record(stack, day: str, job: str = JOB) -> dict:
-    item = stack.client("dynamodb").get_item(
-        TableName=stack.outputs["JobTableName"], Key={"job_date": {"S": day}, "job_name": {"S": job}},
-        ConsistentRead=True).get("Item")
-    return {k: next(iter(v.values())) for k, v in (item or {}).items()}
-
-
-def notifications(stack, day: str) -> list[tuple[str, str]]:
-    """(destination path, status) of every webhook POST about `day`, in arrival order."""
-    found = []
-    if not stack.sink_log.exists():
-        return found
-    for line in stack.sink_log.read_text(encoding="utf-8").splitlines():
-        post = json.loads(line)
-        text = json.dumps(post.get("body"), ensure_ascii=False)
-        if f"for {day}" in text:
-            status = next(s for s in ("SUBMITTED", "RUNNING", "COMPLETED", "FAILED") if f"{s}: " in text
-                          or f": {s}" in text)
-            found.append((post["path"], status))
-    return found
-
-
-def wait_for_notifications(stack, day: str, count: int) -> list[tuple[str, str]]:
-    return stack.wait_for(lambda: (n := notifications(stack, day)) and len(n) >= count and n,
-                          timeout=60, message=f"{count} notifications about {day}")
-
-
-def steps(stack) -> list[dict]:
-    return stack.client("emr").list_steps(ClusterId=stack.outputs["EmrClusterId"])["Steps"]
-
-
-def glue_partitions(stack, table: str = "jhu_daily_reports") -> set[str]:
-    pages = stack.client("glue").get_paginator("get_partitions").paginate(
-        DatabaseName="covid19", TableName=table)
-    return {p["Values"][0] for page in pages for p in page["Partitions"]}
-
-
-def processed_rows(stack, day: str) -> int:
-    folder = Path(stack.lake_dir) / "processed" / "jhu_daily_reports" / f"report_date={day}"
-    return sum(pq.read_metadata(f).num_rows for f in folder.glob("*.parquet"))
 
 
 def test_daily_run_lands_processes_catalogs_records_and_notifies(airflow, jhu_mirror):

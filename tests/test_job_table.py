@@ -12,6 +12,7 @@ from moto import mock_aws
 from covid19_lake import job_table
 from covid19_lake.job_table import Decision, JobTable, RunInfo, decide, for_each_date
 from local.dynamodb_atomic import serialize_dynamodb_writes
+from tests.job_table_schema import create_job_table
 
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 RUN_A = RunInfo("jhu_daily_reports", "scheduled__2020-03-01", 1)
@@ -71,14 +72,7 @@ def test_expired_claim_without_step_can_be_taken_over():
 def table(monkeypatch):
     monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", '{"conn_type": "aws", "extra": {"region_name": "us-east-1"}}')
     with mock_aws():
-        boto3.client("dynamodb", region_name="us-east-1").create_table(
-            TableName="jobs",
-            KeySchema=[{"AttributeName": "job_date", "KeyType": "HASH"},
-                       {"AttributeName": "job_name", "KeyType": "RANGE"}],
-            AttributeDefinitions=[{"AttributeName": "job_date", "AttributeType": "S"},
-                                  {"AttributeName": "job_name", "AttributeType": "S"}],
-            BillingMode="PAY_PER_REQUEST",
-        )
+        create_job_table(boto3.client("dynamodb", region_name="us-east-1"))
         yield JobTable("jobs")
 
 

@@ -24,6 +24,7 @@ from covid19_lake.run_records import (
     truncate_bytes,
 )
 from local.dynamodb_atomic import serialize_dynamodb_writes
+from tests.job_table_schema import create_job_table
 
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 RUN = RunInfo("jhu_backfill", "manual__2026-11-28T12:00:00+00:00", 1)
@@ -100,16 +101,7 @@ def test_failed_item_with_one_reason_or_one_per_date():
 def table(monkeypatch):
     monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", '{"conn_type": "aws", "extra": {"region_name": "us-east-1"}}')
     with mock_aws():
-        client = boto3.client("dynamodb", region_name="us-east-1")
-        client.create_table(
-            TableName="jobs",
-            KeySchema=[{"AttributeName": "job_date", "KeyType": "HASH"},
-                       {"AttributeName": "job_name", "KeyType": "RANGE"}],
-            AttributeDefinitions=[{"AttributeName": "job_date", "AttributeType": "S"},
-                                  {"AttributeName": "job_name", "AttributeType": "S"}],
-            BillingMode="PAY_PER_REQUEST",
-            StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"},
-        )
+        create_job_table(boto3.client("dynamodb", region_name="us-east-1"))
         yield RunRecords("jobs")
 
 

@@ -123,28 +123,27 @@ def _may_send() -> None:
         attempt.check()
 
 
-class _HTTPConnection(http.client.HTTPConnection):
-    """Registers its socket with the current attempt and sends nothing once the attempt is cancelled."""
+class _AttemptBound:
+    """Registers its socket with the current attempt (for https once the TLS handshake is done) and sends
+    nothing once the attempt is cancelled."""
+
+    sock: Any
 
     def connect(self) -> None:
-        super().connect()
+        super().connect()  # type: ignore[misc]
         _watch(self.sock)
 
     def send(self, data: Any) -> None:
         _may_send()
-        super().send(data)
+        super().send(data)  # type: ignore[misc]
 
 
-class _HTTPSConnection(http.client.HTTPSConnection):
-    """The same for https; the socket is registered once the TLS handshake is done."""
+class _HTTPConnection(_AttemptBound, http.client.HTTPConnection):
+    pass
 
-    def connect(self) -> None:
-        super().connect()
-        _watch(self.sock)
 
-    def send(self, data: Any) -> None:
-        _may_send()
-        super().send(data)
+class _HTTPSConnection(_AttemptBound, http.client.HTTPSConnection):
+    pass
 
 
 class _HTTPHandler(urllib.request.HTTPHandler):
