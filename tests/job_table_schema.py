@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -17,3 +19,15 @@ def create_job_table(client: Any, name: str = "jobs") -> None:
     client.create_table(TableName=name, KeySchema=properties["KeySchema"],
                         AttributeDefinitions=properties["AttributeDefinitions"],
                         BillingMode=properties["BillingMode"], StreamSpecification=stream)
+
+
+@contextmanager
+def moto_job_table(monkeypatch: Any, name: str = "jobs") -> Iterator[str]:
+    """Inside moto's in-process AWS: the job table `name`, and the Airflow AWS connection pointing at it."""
+    import boto3
+    from moto import mock_aws
+
+    monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", '{"conn_type": "aws", "extra": {"region_name": "us-east-1"}}')
+    with mock_aws():
+        create_job_table(boto3.client("dynamodb", region_name="us-east-1"), name)
+        yield name

@@ -5,14 +5,12 @@ from __future__ import annotations
 import threading
 from datetime import UTC, datetime, timedelta
 
-import boto3
 import pytest
-from moto import mock_aws
 
 from covid19_lake import job_table
 from covid19_lake.job_table import Decision, JobTable, RunInfo, decide, for_each_date
 from local.dynamodb_atomic import serialize_dynamodb_writes
-from tests.job_table_schema import create_job_table
+from tests.job_table_schema import moto_job_table
 
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 RUN_A = RunInfo("jhu_daily_reports", "scheduled__2020-03-01", 1)
@@ -70,10 +68,8 @@ def test_expired_claim_without_step_can_be_taken_over():
 
 @pytest.fixture
 def table(monkeypatch):
-    monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", '{"conn_type": "aws", "extra": {"region_name": "us-east-1"}}')
-    with mock_aws():
-        create_job_table(boto3.client("dynamodb", region_name="us-east-1"))
-        yield JobTable("jobs")
+    with moto_job_table(monkeypatch) as name:
+        yield JobTable(name)
 
 
 def claim(table: JobTable, run: RunInfo, state: str | None = None, force: bool = False) -> Decision:

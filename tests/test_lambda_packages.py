@@ -10,7 +10,6 @@ moto's server for DynamoDB and Secrets Manager, a loopback QuickSight endpoint f
 from __future__ import annotations
 
 import http.server
-import importlib.util
 import json
 import os
 import subprocess
@@ -28,13 +27,13 @@ from moto.server import ThreadedMotoServer
 from infra.package import build
 from local.cfn import Resolver, load_template, parameter_values
 from tests.fixtures.notifier.events import event, item, record
+from tests.lambda_runtime import link_runtime
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = REPO_ROOT / "infra" / "covid19-lake.yaml"
 REGION, ACCOUNT, PROJECT = "us-east-1", "123456789012", "covid19-lake"
 DASHBOARD = "covid-overview"
 # What the Lambda Python runtime ships beside the function's code (boto3 and what it needs).
-RUNTIME_MODULES = ("boto3", "botocore", "s3transfer", "dateutil", "urllib3", "six")
 # Property that names a resource, by type (what Ref returns for the ones the functions' environments use).
 _NAME_PROPERTY = {"AWS::DynamoDB::Table": "TableName", "AWS::SecretsManager::Secret": "Name",
                   "AWS::SQS::Queue": "QueueName", "AWS::Lambda::Function": "FunctionName"}
@@ -112,15 +111,7 @@ def packages(tmp_path_factory, template: dict[str, Any]) -> dict[str, Path]:
 
 @pytest.fixture(scope="module")
 def runtime(tmp_path_factory) -> Path:
-    """A stand-in for Lambda's /var/runtime: boto3 and its dependencies, linked from this environment."""
-    directory = tmp_path_factory.mktemp("var-runtime")
-    for module in RUNTIME_MODULES:
-        spec = importlib.util.find_spec(module)
-        assert spec is not None and spec.origin, module
-        origin = Path(spec.origin)
-        source = origin.parent if origin.name == "__init__.py" else origin
-        (directory / source.name).symlink_to(source, target_is_directory=source.is_dir())
-    return directory
+    return link_runtime(tmp_path_factory.mktemp("var-runtime"))
 
 
 @pytest.fixture(scope="module")

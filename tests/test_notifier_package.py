@@ -20,9 +20,9 @@ import pytest
 
 from lambdas.notifier import package
 from tests.fixtures.notifier.events import event, item, record
+from tests.lambda_runtime import link_runtime
 
 # What the Lambda Python runtime ships beside the function's code (boto3 and what it needs).
-RUNTIME_MODULES = ("boto3", "botocore", "s3transfer", "dateutil", "urllib3", "six")
 
 
 @pytest.fixture(scope="module")
@@ -57,17 +57,6 @@ def test_bundled_list_covers_the_pinned_requirements():
     assert importlib.metadata.version("aws-lambda-powertools") == package.POWERTOOLS_PIN.split("==")[1]
 
 
-def _runtime_dir(tmp_path: Path) -> Path:
-    """A stand-in for Lambda's /var/runtime: boto3 and its dependencies, linked from this environment."""
-    runtime = tmp_path / "runtime"
-    runtime.mkdir()
-    for module in RUNTIME_MODULES:
-        spec = importlib.util.find_spec(module)
-        assert spec is not None and spec.origin, module
-        origin = Path(spec.origin)
-        source = origin.parent if origin.name == "__init__.py" else origin
-        (runtime / source.name).symlink_to(source, target_is_directory=source.is_dir())
-    return runtime
 
 
 PROBE = """
@@ -87,7 +76,7 @@ print(json.dumps({
 def test_handler_runs_from_the_extracted_zip_alone(built, tmp_path):
     task = tmp_path / "task"
     zipfile.ZipFile(built).extractall(task)
-    runtime = _runtime_dir(tmp_path)
+    runtime = link_runtime(tmp_path / "runtime")
     batch = event(
         record("REMOVE", old=item("COMPLETED"), sequence="1"),
         record("MODIFY", new={**item("RUNNING"), "version": 9}, old=item("RUNNING"), sequence="2"),

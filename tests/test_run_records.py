@@ -8,7 +8,6 @@ from datetime import UTC, datetime, timedelta
 import boto3
 import pytest
 from boto3.dynamodb.types import TypeDeserializer
-from moto import mock_aws
 
 from covid19_lake import run_records
 from covid19_lake.job_table import RunInfo, utc_now
@@ -24,7 +23,7 @@ from covid19_lake.run_records import (
     truncate_bytes,
 )
 from local.dynamodb_atomic import serialize_dynamodb_writes
-from tests.job_table_schema import create_job_table
+from tests.job_table_schema import moto_job_table
 
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 RUN = RunInfo("jhu_backfill", "manual__2026-11-28T12:00:00+00:00", 1)
@@ -99,10 +98,8 @@ def test_failed_item_with_one_reason_or_one_per_date():
 
 @pytest.fixture
 def table(monkeypatch):
-    monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", '{"conn_type": "aws", "extra": {"region_name": "us-east-1"}}')
-    with mock_aws():
-        create_job_table(boto3.client("dynamodb", region_name="us-east-1"))
-        yield RunRecords("jobs")
+    with moto_job_table(monkeypatch) as name:
+        yield RunRecords(name)
 
 
 def stream_statuses() -> list[tuple[str, str | None, str | None]]:
