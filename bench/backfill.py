@@ -11,6 +11,7 @@ normalization, as ratios.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import subprocess
@@ -24,6 +25,8 @@ import psutil
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO), str(REPO / "plugins")]
+
+from bench.jhu_spark_job import own_rss  # noqa: E402
 
 
 class PeakRss:
@@ -40,7 +43,8 @@ class PeakRss:
                 try:
                     root = psutil.Process(pid)
                     for proc in [root, *root.children(recursive=True)]:
-                        total += proc.memory_info().rss
+                        with contextlib.suppress(psutil.Error):  # a child that ended meanwhile
+                            total += own_rss(proc)
                 except psutil.NoSuchProcess:
                     continue
             self.peak = max(self.peak, total)

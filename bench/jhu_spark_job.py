@@ -51,6 +51,16 @@ def build_lake(mirror: Path, lake: Path, copy: bool) -> int:
     return len(files)
 
 
+def own_rss(proc: psutil.Process) -> int:
+    """proc's RSS, or 0 for a child not yet exec'd: one with its parent's command line shares or copies the
+    parent's memory (the JVM starts each `chmod` of Hadoop's local file system through vfork, and such a
+    child shows the whole JVM's RSS), so counting it would count the parent twice."""
+    parent = proc.parent()
+    if parent is not None and proc.cmdline() == parent.cmdline():
+        return 0
+    return proc.memory_info().rss
+
+
 class TreeMemorySampler(threading.Thread):
     """Peak summed RSS of a process and all its descendants, sampled every `interval` seconds."""
 
@@ -66,7 +76,7 @@ class TreeMemorySampler(threading.Thread):
                 total = 0
                 for proc in procs:
                     with contextlib.suppress(psutil.Error):
-                        total += proc.memory_info().rss
+                        total += own_rss(proc)
                 self.peak = max(self.peak, total)
             except psutil.Error:
                 return
