@@ -23,7 +23,8 @@ settings = ParseTimeSettings.from_env()
 with DAG(
     dag_id="tweets_process",
     description="Process an hour of raw tweets into the tweets and tweet_daily_stats tables",
-    schedule=CronDataIntervalTimetable("@hourly", timezone="UTC"),
+    schedule=CronDataIntervalTimetable(settings.tweets_process_schedule, timezone="UTC")
+    if settings.tweets_process_schedule else None,
     start_date=datetime(2020, 1, 1, tzinfo=UTC),  # catchup is off: only dates test runs may ask for
     catchup=False,
     max_active_runs=2,
@@ -45,18 +46,15 @@ with DAG(
         """Firehose writes the hour's prefix once its buffer flushes; no prefix after 2 h: nothing to do."""
         cfg = config.load()
         lake = Lake(cfg.lake.aws_conn_id)
-        params = context["params"]
-        if params.get("start_hour") or params.get("end_hour"):
-            hours = tweets_jobs.hour_range(params.get("start_hour"), params.get("end_hour"))
-        else:
-            hours = [context["data_interval_start"]]
+        hours = tweets_jobs.run_hours(context["params"], context.get("data_interval_start"))
         present = [f"{h:%Y-%m-%dT%H}" for h in hours
                    if lake.has_prefix(lake_paths.join(cfg.lake.uri, f"raw/tweets/{h:%Y/%m/%d/%H}"))]
         return PokeReturnValue(is_done=bool(present), xcom_value=present)
 
     def planned_hours(context) -> list[str]:
-        """The run's arrival hour, for a failure recorded before wait_for_hour returned it."""
-        return [f"{context['data_interval_start']:%Y-%m-%dT%H}"]
+        """The run's arrival hours, for a failure recorded before wait_for_hour returned them."""
+        return [f"{h:%Y-%m-%dT%H}" for h in tweets_jobs.run_hours(context["params"],
+                                                                   context.get("data_interval_start"))]
 
     hours = wait_for_hour()
     spark = emr_spark_job(tweets_jobs.TWEETS_JOB, hours, outlets=[TWEETS, TWEET_DAILY_STATS],

@@ -11,13 +11,17 @@ from datetime import UTC, datetime
 from airflow.sdk import DAG, CronDataIntervalTimetable, Param, chain, task
 
 from covid19_lake import tweets_jobs
+from covid19_lake.config import ParseTimeSettings
 from covid19_lake.dag_defaults import DEFAULT_ARGS
 from covid19_lake.spark_pipeline import emr_spark_job
+
+settings = ParseTimeSettings.from_env()
 
 with DAG(
     dag_id="weekly_tweets_vs_cases",
     description="Tweets per country and week next to new cases and deaths",
-    schedule=CronDataIntervalTimetable("0 0 * * 1", timezone="UTC"),
+    schedule=CronDataIntervalTimetable(settings.weekly_schedule, timezone="UTC") if settings.weekly_schedule
+    else None,
     start_date=datetime(2020, 1, 20, tzinfo=UTC),  # a Monday; catchup is off
     catchup=False,
     max_active_runs=1,
@@ -34,10 +38,7 @@ with DAG(
 
     @task
     def week(**context) -> list[str]:
-        params = context["params"]
-        if params.get("start_week") or params.get("end_week"):
-            return tweets_jobs.week_range(params.get("start_week"), params.get("end_week"))
-        return [context["data_interval_start"].date().isoformat()]
+        return tweets_jobs.run_weeks(context["params"], context.get("data_interval_start"))
 
     weeks = week()
     spark = emr_spark_job(tweets_jobs.WEEKLY_JOB, weeks)

@@ -240,7 +240,10 @@ class _StackClient:
         connection = {"conn_type": "http", "host": x_api["base_url"], "password": x_api["token"]}
         return {f"AIRFLOW_CONN_{X_API_CONN_ID.upper()}": json.dumps(connection),
                 # The stand-in's clock is virtual: tweets_ingest runs when triggered (the demo, the UI).
-                "COVID19_LAKE_TWEETS_INGEST_SCHEDULE": "none"}
+                "COVID19_LAKE_TWEETS_INGEST_SCHEDULE": "none",
+                # ...and so do the DAGs that process its hours and weeks: unpausing one to run it must not
+                # start a run for the real clock's current hour or week.
+                "COVID19_LAKE_TWEETS_PROCESS_SCHEDULE": "none", "COVID19_LAKE_WEEKLY_SCHEDULE": "none"}
 
     wait_for = staticmethod(processes.wait_for)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from covid19_lake.config import ParseTimeSettings
@@ -71,3 +73,38 @@ def test_schedules_and_empty_values():
     assert (settings.tweets_ingest_schedule, settings.reconcile_schedule) == ("*/5 * * * *", "0 * * * *")
     # An empty value is the default, as if unset.
     assert ParseTimeSettings.from_env({"COVID19_LAKE_SENSOR_POKE_SECONDS": ""}).sensor_poke_seconds == 60
+
+
+def test_the_tweets_processing_dags_schedule_on_aws_and_only_run_when_triggered_on_the_local_stack(monkeypatch):
+    """`none` (the local stack, whose tweets arrive on a virtual clock) leaves the DAGs unscheduled, so
+    unpausing one to run a range starts no run for the real clock's current hour or week."""
+    from datetime import UTC, datetime
+
+    from airflow.dag_processing.dagbag import DagBag
+
+    from covid19_lake import tweets_jobs
+
+    defaults = ParseTimeSettings.from_env({})
+    assert (defaults.tweets_process_schedule, defaults.weekly_schedule) == ("@hourly", "0 0 * * 1")
+    local = {"COVID19_LAKE_TWEETS_PROCESS_SCHEDULE": "none", "COVID19_LAKE_WEEKLY_SCHEDULE": "none"}
+    for env, expect_scheduled in (({}, True), (local, False)):
+        for name in ("COVID19_LAKE_TWEETS_PROCESS_SCHEDULE", "COVID19_LAKE_WEEKLY_SCHEDULE"):
+            monkeypatch.delenv(name, raising=False)
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        bag = DagBag(dag_folder=str(Path(__file__).resolve().parents[1] / "dags"))
+        for dag_id in ("tweets_process", "weekly_tweets_vs_cases"):
+            assert bag.dags[dag_id].timetable.can_be_scheduled is expect_scheduled, (dag_id, env)
+
+    # Unscheduled, a run names its range; without one it says how, instead of guessing an hour.
+    hour = datetime(2020, 3, 16, 10, tzinfo=UTC)
+    assert tweets_jobs.run_hours({"start_hour": "2020-03-16T10", "end_hour": "2020-03-16T11"}, None) == [
+        hour, hour.replace(hour=11)]
+    assert tweets_jobs.run_hours({}, hour) == [hour]
+    with pytest.raises(ValueError, match=r"COVID19_LAKE_TWEETS_PROCESS_SCHEDULE=none.*start_hour and end_hour"):
+        tweets_jobs.run_hours({}, None)
+    assert tweets_jobs.run_weeks({"start_week": "2020-03-16", "end_week": "2020-03-23"}, None) == [
+        "2020-03-16", "2020-03-23"]
+    assert tweets_jobs.run_weeks({}, datetime(2020, 3, 16, tzinfo=UTC)) == ["2020-03-16"]
+    with pytest.raises(ValueError, match=r"COVID19_LAKE_WEEKLY_SCHEDULE=none.*start_week and end_week"):
+        tweets_jobs.run_weeks({}, None)

@@ -432,6 +432,13 @@ class ParseTimeSettings:
     tweets_ingest_schedule: str | None = field(default="*/15 * * * *", metadata=_env(
         "TWEETS_INGEST_SCHEDULE", "schedule of `tweets_ingest` (cron); `none`: only when triggered (the local "
         "stack, whose X API stand-in runs on a virtual clock)"))
+    tweets_process_schedule: str | None = field(default="@hourly", metadata=_env(
+        "TWEETS_PROCESS_SCHEDULE", "schedule of `tweets_process` (cron; each run processes its data interval's "
+        "arrival hour); `none`: only when triggered with `start_hour`/`end_hour` (the local stack, whose tweets "
+        "arrive on the stand-in's virtual clock: a run for the current hour would find none and poke for 2 h)"))
+    weekly_schedule: str | None = field(default="0 0 * * 1", metadata=_env(
+        "WEEKLY_SCHEDULE", "schedule of `weekly_tweets_vs_cases` (cron; each run joins its data interval's week); "
+        "`none`: only when triggered with `start_week`/`end_week` (the local stack)"))
     reconcile_schedule: str = field(default="*/30 * * * *", metadata=_env(
         "RECONCILE_SCHEDULE", "schedule of `job_records_reconcile` (cron; it is unpaused on creation)"))
 

@@ -44,6 +44,26 @@ def week_range(start: str | None, end: str | None) -> list[str]:
     return [(first + timedelta(weeks=i)).isoformat() for i in range(count)]
 
 
+def run_hours(params: dict[str, Any], data_interval_start: datetime | None) -> list[datetime]:
+    """A tweets_process run's arrival hours: its params' range, else its data interval's hour."""
+    if params.get("start_hour") or params.get("end_hour"):
+        return hour_range(params.get("start_hour"), params.get("end_hour"))
+    if data_interval_start is None:
+        raise ValueError("tweets_process has no schedule here (COVID19_LAKE_TWEETS_PROCESS_SCHEDULE=none), so a "
+                         "run has no hour of its own: trigger it with start_hour and end_hour (YYYY-MM-DDTHH)")
+    return [data_interval_start]
+
+
+def run_weeks(params: dict[str, Any], data_interval_start: datetime | None) -> list[str]:
+    """A weekly_tweets_vs_cases run's weeks (their Mondays): its params' range, else its data interval's."""
+    if params.get("start_week") or params.get("end_week"):
+        return week_range(params.get("start_week"), params.get("end_week"))
+    if data_interval_start is None:
+        raise ValueError("weekly_tweets_vs_cases has no schedule here (COVID19_LAKE_WEEKLY_SCHEDULE=none), so a "
+                         "run has no week of its own: trigger it with start_week and end_week (Mondays)")
+    return [data_interval_start.date().isoformat()]
+
+
 def range_arguments(start_option: str, end_option: str) -> Callable[[Config, list[str], str], list[str]]:
     """A SparkJob's arguments for a job that takes its claimed keys as a range (the first and the last)."""
     def arguments(cfg: Config, keys: list[str], summary: str) -> list[str]:
