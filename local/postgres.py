@@ -124,10 +124,13 @@ class LocalPostgres:
         return f"postgresql+psycopg2://{USERNAME}:{self.state['password']}@127.0.0.1:{self.port}/{DATABASE}"
 
     # -- commands ------------------------------------------------------------------------------------------
-    def _run(self, args: list[str], timeout: float = 120.0) -> subprocess.CompletedProcess[str]:
+    def _as_server_user(self, args: list[str], timeout: float) -> subprocess.CompletedProcess[str]:
         command = ["runuser", "-u", self.run_as, "--", *args] if self.run_as else args
-        result = subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False,
-                                cwd=tempfile.gettempdir())
+        return subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False,
+                              cwd=tempfile.gettempdir())
+
+    def _run(self, args: list[str], timeout: float = 120.0) -> subprocess.CompletedProcess[str]:
+        result = self._as_server_user(args, timeout)
         if result.returncode != 0:
             log = self.log_path.read_text(errors="replace")[-2000:] if self.log_path.exists() else ""
             raise PostgresError(f"{' '.join(args[:2])} failed (exit {result.returncode}):\n"
@@ -142,10 +145,7 @@ class LocalPostgres:
     def running(self) -> bool:
         if not (self.data_dir / "PG_VERSION").exists():
             return False
-        command = [binary("pg_ctl"), "-D", str(self.data_dir), "status"]
-        command = ["runuser", "-u", self.run_as, "--", *command] if self.run_as else command
-        return subprocess.run(command, capture_output=True, check=False,
-                              cwd=tempfile.gettempdir()).returncode == 0
+        return self._as_server_user([binary("pg_ctl"), "-D", str(self.data_dir), "status"], 30).returncode == 0
 
     def _initdb(self) -> None:
         if self.run_as:
